@@ -1,0 +1,1 @@
+"""The performance core: small modules, one concern each."""

@@ -1,0 +1,113 @@
+"""Async SQLAlchemy engine, session factory and the start-up connection budget check.
+
+Why the pool is sized the way it is: under load the first thing to give out in a FastAPI
+service is the connection pool, not the CPU. Every worker process owns one pool, so the
+server must accept ``workers x (pool_size + max_overflow)`` connections; `open_database`
+checks that against PostgreSQL's ``max_connections`` before serving a single request,
+instead of failing with pool timeouts at peak traffic.
+"""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionBudgetError(RuntimeError):
+    """The configured pools could open more connections than the server accepts."""
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+    async def ping(self) -> None:
+        """Round-trip to the server: readiness means a query answers, not a pool exists."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the writer; NORMAL is durable in WAL mode and avoids
+    # an fsync per commit; busy_timeout waits for the write lock instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    if settings.is_sqlite:
+        engine = create_async_engine(settings.database_url, echo=settings.db_echo)
+        event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        settings.database_url,
+        echo=settings.db_echo,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=settings.db_pool_recycle,
+        pool_pre_ping=settings.db_pool_pre_ping,
+        connect_args={
+            "server_settings": {
+                "statement_timeout": str(settings.db_statement_timeout_ms),
+                "application_name": __package__.partition(".")[0],
+            }
+        },
+    )
+
+
+async def check_connection_budget(engine: AsyncEngine, settings: Settings) -> None:
+    """Refuse to start when the pools could exhaust PostgreSQL's connection slots."""
+    if settings.is_sqlite:
+        return
+    per_worker = settings.db_pool_size + settings.db_max_overflow
+    budget = settings.workers * per_worker
+    async with engine.connect() as conn:
+        max_connections = int((await conn.execute(text("SHOW max_connections"))).scalar_one())
+        reserved = int(
+            (await conn.execute(text("SHOW superuser_reserved_connections"))).scalar_one()
+        )
+    available = max_connections - reserved
+    log.info(
+        "connection budget: %d workers x (pool %d + overflow %d) = %d of %d available",
+        settings.workers,
+        settings.db_pool_size,
+        settings.db_max_overflow,
+        budget,
+        available,
+    )
+    if budget > available:
+        raise ConnectionBudgetError(
+            f"{settings.workers} workers x (DB_POOL_SIZE {settings.db_pool_size} + "
+            f"DB_MAX_OVERFLOW {settings.db_max_overflow}) = {budget} connections, but the "
+            f"server accepts {available} (max_connections {max_connections} - "
+            f"{reserved} reserved). Lower the pool settings or WORKERS, or raise max_connections."
+        )
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[Database]:
+    engine = create_engine(settings)
+    try:
+        await check_connection_budget(engine, settings)
+        yield Database(engine, async_sessionmaker(engine, expire_on_commit=False))
+    finally:
+        await engine.dispose()
