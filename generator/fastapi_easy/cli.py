@@ -202,6 +202,7 @@ def update(
     dest = path.expanduser().absolute()
     if not (dest / ANSWERS_FILE).is_file():
         fail(f"{dest} is not a generated project (no {ANSWERS_FILE})")
+    _require_clean_git(dest)
     interactive = not (defaults or no_input) and sys.stdin.isatty()
     try:
         copier.run_update(
@@ -217,6 +218,8 @@ def update(
         fail(_one_line(exc))
     except KeyboardInterrupt:
         fail("interrupted", code=130)
+    except Exception as exc:  # git or network failures surface as assorted exception types
+        fail(f"update failed: {_last_line(exc)}")
     conflicts = _conflicted_files(dest)
     if conflicts:
         fail(
@@ -224,6 +227,20 @@ def update(
             "resolve the <<<<<<< markers, then commit"
         )
     typer.echo("updated; review with `git diff` and commit")
+
+
+def _require_clean_git(dest: Path) -> None:
+    """Copier diffs against git; check here so the error names the fix, before any fetch."""
+    inside = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=dest, capture_output=True, text=True
+    )
+    if inside.returncode != 0:
+        fail(f"{dest} is not in a git repository; commit the project to git before updating")
+    status = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=dest, capture_output=True, text=True, check=True
+    )
+    if status.stdout.strip():
+        fail(f"{dest} is dirty (uncommitted changes); commit or stash them before updating")
 
 
 def _conflicted_files(dest: Path) -> list[str]:
@@ -252,3 +269,8 @@ def _conflicted_files(dest: Path) -> list[str]:
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _last_line(exc: BaseException) -> str:
+    lines = [line.strip(" |") for line in str(exc).splitlines() if line.strip(" |")]
+    return lines[-1] if lines else type(exc).__name__

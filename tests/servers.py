@@ -1,0 +1,180 @@
+"""Real PostgreSQL and Redis servers for the test suite: loopback, free ports, temp dirs.
+
+Each server is a child process of the test run and is stopped (and its data deleted) when
+the fixture that started it ends.
+"""
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def postgres_bin() -> Path:
+    candidates = [Path(p).resolve().parent for p in [shutil.which("pg_ctl") or ""] if p]
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+    for directory in candidates:
+        if (directory / "initdb").exists() and (directory / "postgres").exists():
+            return directory
+    raise FileNotFoundError("PostgreSQL server binaries (initdb, postgres) not found")
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: subprocess.Popen[bytes]
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise FileNotFoundError("redis-server not found (apt-get install redis-server)")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="fe-redis-") as workdir:
+        process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(port)
+            yield RedisServer(port, process)
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+@dataclass
+class PostgresServer:
+    port: int
+    socket_dir: Path
+    bindir: Path
+    user: str = "postgres"
+
+    def url(self, database: str, driver: str = "postgresql+asyncpg") -> str:
+        return f"{driver}://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        """Create a fresh database and return its SQLAlchemy URL."""
+        subprocess.run(
+            [
+                str(self.bindir / "createdb"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                name,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return self.url(name)
+
+
+def _as_postgres_user(cmd: list[str]) -> list[str]:
+    # initdb and postgres refuse to run as root.
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *cmd]
+    return cmd
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    bindir = postgres_bin()
+    port = free_port()
+    root = Path(tempfile.mkdtemp(prefix="fe-pg-"))
+    data, sockets = root / "data", root / "sock"
+    data.mkdir()
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(data, "postgres")
+        shutil.chown(sockets, "postgres")
+    user = "postgres" if os.geteuid() == 0 else os.environ.get("USER", "postgres")
+    subprocess.run(
+        _as_postgres_user(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                user,
+                "--auth=trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    options = (
+        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
+        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+    )
+    subprocess.run(
+        _as_postgres_user(
+            [
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-o",
+                options,
+                "-l",
+                str(root / "log"),
+                "-w",
+                "start",
+            ]
+        ),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield PostgresServer(port, sockets, bindir, user)
+    finally:
+        subprocess.run(
+            _as_postgres_user(
+                [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+            ),
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)

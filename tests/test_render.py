@@ -1,0 +1,179 @@
+"""Rendering: every answer, one factor at a time over the defaults, plus full combinations.
+
+Each rendering is scanned for unrendered Jinja and must be ruff-clean as generated (so
+`ruff check --fix` and `ruff format` change nothing), and its GitHub workflow must match
+the workflow schema.
+"""
+
+import itertools
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi_easy.template import choices, questions
+
+from .project import render, tool
+
+QUESTION_NAMES = list(questions())
+# `{{ … }}` is legitimate in Prometheus annotations ({{ $value }}) and Grafana legends
+# ({{route}}); what must never survive is Jinja that names one of our answers or Copier.
+LEFTOVER_EXPRESSION = re.compile(
+    r"\{\{[^}]*\b(" + "|".join([*QUESTION_NAMES, "_copier_conf", "_copier_answers"]) + r")\b"
+)
+LEFTOVER_STATEMENT = re.compile(r"\{%-?\s|\s-?%\}|\{#\s")
+
+
+def one_factor_cases() -> list[tuple[str, dict[str, Any]]]:
+    cases: list[tuple[str, dict[str, Any]]] = [("defaults", {})]
+    for name, question in questions().items():
+        if "choices" not in question:
+            continue
+        values = choices(name)
+        if question.get("multiselect"):
+            cases.append((f"{name}=none", {name: []}))
+            cases += [(f"{name}={v}", {name: [v]}) for v in values]
+            cases.append((f"{name}=all", {name: values}))
+        else:
+            cases += [(f"{name}={v}", {name: v}) for v in values if v != question.get("default")]
+    cases.append(
+        (
+            "custom-text",
+            {
+                "project_name": "Billing Service 2",
+                "project_slug": "billing-svc",
+                "package_name": "billing_core",
+                "description": "Says 'hello', it's fine: 100% (ok)",
+                "author_name": "Zoë O'Brien",
+                "author_email": "zoe@example.org",
+            },
+        )
+    )
+    return cases
+
+
+def full_combinations() -> list[tuple[str, dict[str, Any]]]:
+    cases = []
+    for database, cache_backend in itertools.product(choices("database"), choices("cache")):
+        answers = {"database": database, "cache": cache_backend, "features": choices("features")}
+        cases.append((f"{database}-{cache_backend}-all", answers))
+    return cases
+
+
+ALL_CASES = one_factor_cases() + full_combinations()
+
+
+def scan_for_jinja(root: Path) -> list[str]:
+    problems = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root).as_posix()
+        if "{{" in rel or "{%" in rel or rel.endswith(".jinja"):
+            problems.append(f"{rel}: unrendered file name")
+        if not path.is_file() or ".git/" in rel:
+            continue
+        text = path.read_text(encoding="utf-8")
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if LEFTOVER_EXPRESSION.search(line) or LEFTOVER_STATEMENT.search(line):
+                problems.append(f"{rel}:{lineno}: {line.strip()}")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def rendered(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = {}
+    for case_id, answers in ALL_CASES:
+        out[case_id] = render(template_repo, tmp_path_factory.mktemp(case_id), answers)
+    return out
+
+
+@pytest.mark.parametrize("case_id", [case_id for case_id, _ in ALL_CASES])
+def test_no_unrendered_jinja(rendered: dict[str, Path], case_id: str) -> None:
+    assert scan_for_jinja(rendered[case_id]) == []
+
+
+@pytest.mark.parametrize("case_id", [case_id for case_id, _ in ALL_CASES])
+def test_output_is_ruff_clean(rendered: dict[str, Path], case_id: str) -> None:
+    project = rendered[case_id]
+    for args in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
+        result = subprocess.run([tool("ruff"), *args], cwd=project, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("case_id", [case_id for case_id, _ in full_combinations()])
+def test_github_workflow_matches_schema(rendered: dict[str, Path], case_id: str) -> None:
+    workflow = rendered[case_id] / ".github" / "workflows" / "ci.yml"
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(workflow)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_answers_file_records_answers_and_no_secret(rendered: dict[str, Path]) -> None:
+    answers = yaml.safe_load((rendered["defaults"] / ".copier-answers.yml").read_text())
+    assert answers["database"] == "sqlite"
+    assert answers["cache"] == "memory"
+    assert "_commit" in answers
+    assert not any("secret" in key.lower() for key in answers)
+
+
+def test_custom_names_are_used(rendered: dict[str, Path]) -> None:
+    project = rendered["custom-text"]
+    assert (project / "src" / "billing_core" / "main.py").is_file()
+    pyproject = (project / "pyproject.toml").read_text()
+    assert 'name = "billing-svc"' in pyproject
+    assert 'billing-svc = "billing_core.__main__:main"' in pyproject
+
+
+@pytest.mark.parametrize(
+    ("answers", "present", "absent"),
+    [
+        ({"cache": "memory"}, [], ["src/my_service/core/redis.py"]),
+        ({"cache": "redis"}, ["src/my_service/core/redis.py"], []),
+        ({"database": "sqlite"}, [], ["tests/test_connection_budget.py"]),
+        ({"database": "postgresql"}, ["tests/test_connection_budget.py"], []),
+    ],
+)
+def test_choices_switch_whole_files(
+    template_repo: Path,
+    tmp_path: Path,
+    answers: dict[str, str],
+    present: list[str],
+    absent: list[str],
+) -> None:
+    project = render(template_repo, tmp_path / "p", answers)
+    for rel in present:
+        assert (project / rel).is_file(), rel
+    for rel in absent:
+        assert not (project / rel).exists(), rel
+
+
+def test_redis_leaves_no_trace_when_off(rendered: dict[str, Path]) -> None:
+    project = rendered["defaults"]
+    for path in project.rglob("*"):
+        if path.is_file() and path.name != "README.md":
+            assert "redis" not in path.read_text(encoding="utf-8").lower(), path
+
+
+@pytest.mark.parametrize(
+    ("answers", "message"),
+    [
+        ({"project_name": "9lives"}, "must start with a letter"),
+        ({"project_slug": "Bad_Slug"}, "slug must be lowercase"),
+        ({"package_name": "my-pkg"}, "lowercase Python identifier"),
+        ({"package_name": "fastapi"}, "would shadow"),
+        ({"author_email": "nobody"}, "is not an e-mail"),
+        ({"description": 'say "hi"'}, "without double quotes"),
+        ({"database": "mysql"}, "mysql"),
+    ],
+)
+def test_invalid_answers_are_refused(
+    template_repo: Path, tmp_path: Path, answers: dict[str, str], message: str
+) -> None:
+    dest = tmp_path / "p"
+    with pytest.raises(ValueError, match=message):
+        render(template_repo, dest, answers)
+    assert not dest.exists()
