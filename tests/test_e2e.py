@@ -1,0 +1,146 @@
+"""End to end: generate, install, lint, run the project's own tests, migrate, boot, call.
+
+Representative combinations only (each costs an install); the render matrix covers the rest.
+"""
+
+import re
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .e2e import serve, uv_run
+from .project import Project, render, tool
+from .servers import PostgresServer, RedisServer, free_port
+
+pytestmark = pytest.mark.e2e
+
+PYTHON = "3.11"
+
+
+def quick_start_commands(readme: Path) -> list[str]:
+    """The commands of the first shell block under '## Quick start', comments removed."""
+    text = readme.read_text(encoding="utf-8")
+    section = text.split("## Quick start", 1)[1]
+    block = re.search(r"```sh\n(.*?)```", section, re.DOTALL)
+    assert block, "no shell block in the quick start"
+    return [line.split("#", 1)[0].strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def lint(project: Project) -> None:
+    project.uv("ruff", "check", ".")
+    project.uv("ruff", "format", "--check", ".")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """`fastapi-easy new demo --defaults`, as the README's quick start does it."""
+    work = tmp_path_factory.mktemp("quickstart")
+    started = time.monotonic()
+    result = subprocess.run(
+        [tool("fastapi-easy"), "new", "demo", "--defaults"],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    project = Project(work / "demo")
+    project.sync(PYTHON)
+    print(f"\n[timing] generate + install demo: {time.monotonic() - started:.1f}s")
+    return project
+
+
+def test_quick_start_serves_health_and_its_tests_pass(demo: Project) -> None:
+    serve_cmd, test_cmd = quick_start_commands(demo.path / "README.md")
+    assert serve_cmd == "uv run demo"
+    assert test_cmd == "uv run pytest"
+    with serve(demo, shlex.split(serve_cmd)) as server:
+        assert server.get("/healthz").status == 200
+        ready = server.get("/readyz")
+        assert ready.status == 200
+        assert ready.json() == {"status": "ok", "checks": {"database": "ok"}}
+    started = time.monotonic()
+    demo.run(*shlex.split(test_cmd))
+    print(f"\n[timing] demo test suite: {time.monotonic() - started:.1f}s")
+    lint(demo)
+
+
+def test_factory_serves_with_plain_uvicorn(demo: Project) -> None:
+    port = free_port()
+    command = uv_run("uvicorn", "demo.main:create_app", "--factory", "--port", str(port))
+    with serve(demo, command, env={"PORT": str(port)}) as server:
+        assert server.get("/readyz").status == 200
+
+
+@pytest.fixture(scope="module")
+def full_stack(
+    template_repo: Path, tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer
+) -> tuple[Project, dict[str, str]]:
+    answers = {
+        "project_name": "Full Stack",
+        "python_version": PYTHON,
+        "database": "postgresql",
+        "cache": "redis",
+        "features": [],  # every feature: filled below from the template's own choices
+    }
+    from fastapi_easy.template import choices
+
+    answers["features"] = choices("features")
+    project = Project(render(template_repo, tmp_path_factory.mktemp("full"), answers))
+    project.sync(PYTHON)
+    return project, {"database": postgres.create_database("full_stack")}
+
+
+def test_postgresql_redis_all_features(
+    full_stack: tuple[Project, dict[str, str]], redis: RedisServer, postgres: PostgresServer
+) -> None:
+    project, urls = full_stack
+    lint(project)
+    env = {"TEST_DATABASE_URL": urls["database"], "TEST_REDIS_URL": redis.url(1)}
+    project.uv("pytest", "-q", "-p", "no:cacheprovider", env=env)
+
+    app_db = postgres.create_database("full_stack_app")
+    run_env = {"DATABASE_URL": app_db, "REDIS_URL": redis.url(2)}
+    if (project.path / "alembic.ini").exists():
+        project.uv("alembic", "upgrade", "head", env=run_env)
+        project.uv("alembic", "check", env=run_env)
+    with serve(project, uv_run("full-stack"), env=run_env) as server:
+        ready = server.get("/readyz")
+        assert ready.status == 200, ready.body
+        assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_readiness_names_redis_when_it_is_down(
+    full_stack: tuple[Project, dict[str, str]], postgres: PostgresServer
+) -> None:
+    project, _ = full_stack
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    env = {"DATABASE_URL": postgres.create_database("full_stack_noredis"), "REDIS_URL": dead_redis}
+    with serve(project, uv_run("full-stack"), env=env) as server:
+        assert server.get("/healthz").status == 200
+        ready = server.get("/readyz")
+        assert ready.status == 503
+        body = ready.json()
+        assert body["checks"]["database"] == "ok"
+        assert body["checks"]["redis"].startswith("error")
+
+
+def test_refuses_to_start_when_pools_exceed_max_connections(
+    full_stack: tuple[Project, dict[str, str]], postgres: PostgresServer, redis: RedisServer
+) -> None:
+    project, urls = full_stack
+    env = {
+        "DATABASE_URL": urls["database"],
+        "REDIS_URL": redis.url(3),
+        "WORKERS": "1",
+        "DB_POOL_SIZE": "200",
+        "DB_MAX_OVERFLOW": "200",
+    }
+    result = project.run(
+        *uv_run("full-stack"), env={**env, "PORT": str(free_port())}, check=False, timeout=120
+    )
+    assert result.returncode != 0
+    assert "max_connections" in result.stdout + result.stderr
