@@ -60,8 +60,12 @@ def serve(
     env: Mapping[str, str] | None = None,
     timeout: float = 60,
 ) -> Iterator[Server]:
-    """Run `command` (e.g. the README's `uv run <slug>`) with HOST/PORT set; stop it after."""
+    """Run `command` (e.g. the README's `uv run <slug>`) with HOST/PORT set; stop it after.
+
+    ``{port}`` in an argument is replaced by the port the server must listen on.
+    """
     port = free_port()
+    command = [arg.replace("{port}", str(port)) for arg in command]
     log = project.path / f".server-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(

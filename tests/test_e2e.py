@@ -69,9 +69,8 @@ def test_quick_start_serves_health_and_its_tests_pass(demo: Project) -> None:
 
 
 def test_factory_serves_with_plain_uvicorn(demo: Project) -> None:
-    port = free_port()
-    command = uv_run("uvicorn", "demo.main:create_app", "--factory", "--port", str(port))
-    with serve(demo, command, env={"PORT": str(port)}) as server:
+    command = uv_run("uvicorn", "demo.main:create_app", "--factory", "--port", "{port}")
+    with serve(demo, command) as server:
         assert server.get("/readyz").status == 200
 
 
