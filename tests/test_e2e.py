@@ -143,3 +143,14 @@ def test_refuses_to_start_when_pools_exceed_max_connections(
     )
     assert result.returncode != 0
     assert "max_connections" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("python_version", ["3.12", "3.13"])
+def test_newer_pythons(template_repo: Path, tmp_path: Path, python_version: str) -> None:
+    answers = {"python_version": python_version}
+    project = Project(render(template_repo, tmp_path / "p", answers))
+    project.sync(python_version)
+    version = project.uv("python", "-c", "import sys; print(sys.version_info[:2])").stdout
+    assert version.strip() == str(tuple(int(p) for p in python_version.split(".")))
+    project.uv("pytest", "-q", "-p", "no:cacheprovider")
+    lint(project)
