@@ -2,6 +2,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from fastapi_easy import __version__
 from fastapi_easy.template import version_tag
 

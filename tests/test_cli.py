@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from fastapi_easy import __version__
 from fastapi_easy.template import DEFAULT_TEMPLATE_URL, TEMPLATE_URL_ENV
 

@@ -154,3 +154,25 @@ def test_newer_pythons(template_repo: Path, tmp_path: Path, python_version: str)
     assert version.strip() == str(tuple(int(p) for p in python_version.split(".")))
     project.uv("pytest", "-q", "-p", "no:cacheprovider")
     lint(project)
+
+
+def test_load_test_tool_prints_the_sweep_table(demo: Project, tmp_path: Path) -> None:
+    plot = tmp_path / "sweep.svg"
+    result = demo.uv(
+        "python",
+        "bench/loadtest.py",
+        "--start",
+        "--connections",
+        "4,16",
+        "--duration",
+        "1",
+        "--plot",
+        str(plot),
+    )
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert rows[0].startswith("| connections | avg ms | p50 ms | p95 ms | p99 ms | errors")
+    assert [row.split("|")[1].strip() for row in rows[1:]] == ["4", "16"]
+    for row in rows[1:]:
+        assert row.split("|")[6].strip() == "0.00%"
+        assert float(row.split("|")[7].replace(",", "")) > 0
+    assert plot.read_text().startswith("<svg")

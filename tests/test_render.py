@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from fastapi_easy.template import choices, questions
 
 from .project import render, tool

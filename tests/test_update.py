@@ -38,7 +38,8 @@ def edit_and_commit(project: Path) -> None:
 
 def release_new_template_version(repo: Path) -> None:
     gitignore = repo / "template" / ".gitignore"
-    gitignore.write_text(gitignore.read_text() + "# added in the next template version\n.mypy_cache/\n")
+    added = "# added in the next template version\n.mypy_cache/\n"
+    gitignore.write_text(gitignore.read_text() + added)
     (repo / "template" / "CHANGES.md").write_text("# Changes\n\nNew in the next version.\n")
     commit_and_tag(repo, NEXT_TAG, "next template version")
 
@@ -69,35 +70,53 @@ def test_copier_copy_project_updates_with_copier(template: Path, tmp_path: Path)
 
     result = subprocess.run(
         [tool("copier"), "update", "--defaults", "--skip-answered"],
-        cwd=project, capture_output=True, text=True, env=clean_env(),
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
     )
     assert result.returncode == 0, result.stderr
     assert_updated_and_edits_kept(project)
 
 
 @pytest.fixture(scope="module")
-def wheel_cli(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., subprocess.CompletedProcess[str]]:
+def wheel_cli(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., subprocess.CompletedProcess[str]]:
     """`fastapi-easy` from a wheel built from the working tree, installed in a fresh venv."""
     work = tmp_path_factory.mktemp("wheel")
     source = snapshot_repo(work / "src", CURRENT_TAG)
     subprocess.run(
         [tool("uv"), "build", "--wheel", "--out-dir", str(work / "dist"), str(source)],
-        check=True, capture_output=True, env=clean_env(),
+        check=True,
+        capture_output=True,
+        env=clean_env(),
     )
     (wheel,) = (work / "dist").glob("fastapi_easy-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "fastapi_easy/_template/copier.yml" in names
     assert any(n.startswith("fastapi_easy/_template/template/src/") for n in names)
     venv = work / "venv"
-    subprocess.run([tool("uv"), "venv", "-q", "--python", find_python("3.11"), str(venv)],
-                   check=True, env=clean_env())
-    subprocess.run([tool("uv"), "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
-                    str(wheel)], check=True, env=clean_env())
+    subprocess.run(
+        [tool("uv"), "venv", "-q", "--python", find_python("3.11"), str(venv)],
+        check=True,
+        env=clean_env(),
+    )
+    subprocess.run(
+        [tool("uv"), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(wheel)],
+        check=True,
+        env=clean_env(),
+    )
 
     def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(venv / "bin" / "fastapi-easy"), *args], cwd=cwd,
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                              env=clean_env())
+        return subprocess.run(
+            [str(venv / "bin" / "fastapi-easy"), *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env=clean_env(),
+        )
 
     return run
 
@@ -110,8 +129,16 @@ def test_installed_wheel_reports_its_version(wheel_cli, tmp_path: Path) -> None:
 def test_fastapi_easy_new_project_updates_with_fastapi_easy_update(
     wheel_cli, template: Path, tmp_path: Path
 ) -> None:
-    result = wheel_cli("new", "proj", "--defaults", "--name", "My Service", "--template",
-                       str(template), cwd=tmp_path)
+    result = wheel_cli(
+        "new",
+        "proj",
+        "--defaults",
+        "--name",
+        "My Service",
+        "--template",
+        str(template),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     project = tmp_path / "proj"
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
@@ -127,12 +154,25 @@ def test_fastapi_easy_new_project_updates_with_fastapi_easy_update(
 
 
 def test_update_reports_conflicts(wheel_cli, template: Path, tmp_path: Path) -> None:
-    assert wheel_cli("new", "proj", "--defaults", "--name", "My Service", "--template",
-                     str(template), cwd=tmp_path).returncode == 0
+    assert (
+        wheel_cli(
+            "new",
+            "proj",
+            "--defaults",
+            "--name",
+            "My Service",
+            "--template",
+            str(template),
+            cwd=tmp_path,
+        ).returncode
+        == 0
+    )
     project = tmp_path / "proj"
     commit_project(project)
-    (project / ".gitignore").write_text("# ours\n" + (project / ".gitignore").read_text()
-                                        .replace("__pycache__/", "__pycache__/ # ours"))
+    (project / ".gitignore").write_text(
+        "# ours\n"
+        + (project / ".gitignore").read_text().replace("__pycache__/", "__pycache__/ # ours")
+    )
     git(project, "commit", "-q", "-am", "our gitignore")
     ignore = template / "template" / ".gitignore"
     ignore.write_text(ignore.read_text().replace("__pycache__/", "**/__pycache__/"))
