@@ -24,6 +24,8 @@ QUESTION_NAMES = list(questions())
 LEFTOVER_EXPRESSION = re.compile(
     r"\{\{[^}]*\b(" + "|".join([*QUESTION_NAMES, "_copier_conf", "_copier_answers"]) + r")\b"
 )
+# Features that only make sense with others (copier.yml's validator enforces it).
+REQUIRES = {"alerts": ["metrics"]}
 LEFTOVER_STATEMENT = re.compile(r"\{%-?\s|\s-?%\}|\{#\s")
 
 
@@ -35,7 +37,7 @@ def one_factor_cases() -> list[tuple[str, dict[str, Any]]]:
         values = choices(name)
         if question.get("multiselect"):
             cases.append((f"{name}=none", {name: []}))
-            cases += [(f"{name}={v}", {name: [v]}) for v in values]
+            cases += [(f"{name}={v}", {name: [v, *REQUIRES.get(v, [])]}) for v in values]
             cases.append((f"{name}=all", {name: values}))
         else:
             cases += [(f"{name}={v}", {name: v}) for v in values if v != question.get("default")]
@@ -169,6 +171,7 @@ def test_redis_leaves_no_trace_when_off(rendered: dict[str, Path]) -> None:
         ({"author_email": "nobody"}, "is not an e-mail"),
         ({"description": 'say "hi"'}, "without double quotes"),
         ({"database": "mysql"}, "mysql"),
+        ({"features": ["alerts"]}, "select metrics too"),
     ],
 )
 def test_invalid_answers_are_refused(
