@@ -40,7 +40,7 @@ def test_prompts_on_a_terminal(tmp_path: Path) -> None:
     answer("Minimum Python version", ENTER)
     answer("Database", DOWN + ENTER)  # PostgreSQL
     answer("Second-level cache", DOWN + ENTER)  # Redis
-    answer("Optional features", SPACE + ENTER)  # untick the first (default-on) feature
+    answer("Optional features", DOWN + DOWN + SPACE + ENTER)  # also tick the third one
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0, child.before
@@ -50,5 +50,5 @@ def test_prompts_on_a_terminal(tmp_path: Path) -> None:
     assert answers["description"] == "Sells shoes"
     assert answers["database"] == "postgresql"
     assert answers["cache"] == "redis"
-    assert "metrics" not in answers["features"]
+    assert answers["features"] == ["metrics", "alerts", "rate_limit"]
     assert (tmp_path / "shop" / "src" / "shop" / "core" / "redis.py").is_file()

@@ -2,7 +2,7 @@
 
 ``/healthz`` answers while the process can serve HTTP: restarting it would not help
 anything else. ``/readyz`` runs every dependency check registered by the lifespan (the
-database, and Redis when configured) concurrently, each with a deadline, and answers 503
+database and every other backing service) concurrently, each with a deadline, and answers 503
 naming the failing one, so a load balancer stops routing here until it recovers.
 """
 

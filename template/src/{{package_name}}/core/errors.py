@@ -1,0 +1,105 @@
+"""One error shape for every 4xx and 5xx: RFC 9457 problem details.
+
+Clients parse one format whatever failed: a missing route, a validation error, a rate limit
+or a crash. Every problem carries the request ID, so a user's report leads straight to the
+log lines. Responses never contain stack traces, SQL or the offending input (it may hold a
+password); unexpected exceptions are logged in full instead.
+
+Example::
+
+    {"type": "about:blank", "title": "Not Found", "status": 404,
+     "detail": "Post 7 does not exist.", "instance": "/api/posts/7", "request_id": "9f1c..."}
+"""
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import Scope
+
+log = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+def problem_response(
+    status: int,
+    detail: str | None = None,
+    *,
+    scope: Scope | None = None,
+    headers: Mapping[str, str] | None = None,
+    extensions: Mapping[str, Any] | None = None,
+) -> Response:
+    """A problem-details response; with ``type`` "about:blank" the title is the status phrase."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if scope is not None:
+        body["instance"] = scope["path"]
+        request_id = scope.get("state", {}).get("request_id")
+        if request_id:
+            body["request_id"] = request_id
+    if extensions:
+        body.update(extensions)
+    return Response(
+        orjson.dumps(body), status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    """``HTTPException`` from endpoints, and the router's own 404 and 405."""
+    assert isinstance(exc, HTTPException)
+    detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
+    extensions = None
+    if detail is not None and not isinstance(detail, str):
+        # A structured detail (a dict or list) is kept as an extension member: RFC 9457
+        # requires "detail" to be a string.
+        detail, extensions = None, {"errors": exc.detail}
+    return problem_response(
+        exc.status_code, detail, scope=request.scope, headers=exc.headers, extensions=extensions
+    )
+
+
+async def validation_exception_handler(request: Request, exc: Exception) -> Response:
+    """422 listing each invalid field as ``{"field": "body.title", "message": ..., "type": ...}``.
+
+    The rejected input is left out on purpose: it may be a password or a token.
+    """
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "field": ".".join(str(part) for part in error["loc"]),
+            "message": error["msg"],
+            "type": error["type"],
+        }
+        for error in exc.errors()
+    ]
+    return problem_response(
+        422, "The request is invalid.", scope=request.scope, extensions={"errors": errors}
+    )
+
+
+async def unhandled_exception_handler(request: Request, exc: Exception) -> Response:
+    """Last resort for errors raised in the middleware outside ``RequestContextMiddleware``.
+
+    Errors from the application itself are logged and answered by that middleware, which
+    still knows the request ID (see ``core/http.py``).
+    """
+    log.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(500, scope=request.scope)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, http_exception_handler)
+    app.add_exception_handler(RequestValidationError, validation_exception_handler)
+    app.add_exception_handler(Exception, unhandled_exception_handler)

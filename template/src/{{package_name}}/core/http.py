@@ -1,0 +1,395 @@
+"""The HTTP middleware chain: request context, security headers, gzip, body size limit.
+
+Every class here is plain ASGI. ``BaseHTTPMiddleware`` (and ``@app.middleware("http")``)
+run the endpoint in a separate task and copy each response through a memory stream: three of
+them cut a FastAPI endpoint from ~14,500 to ~1,700 requests/s on one core. A plain ASGI
+layer costs one function call, plus one more per message if it wraps ``send``; that
+wrapper is where the time goes, so the per-request concerns that all touch the response
+headers (request ID, timing, access log, security headers, the last-resort 500) share one
+layer and one ``send`` wrapper, and the other layers wrap ``send`` only when they have work
+to do (a client that accepts gzip, a body without a declared length).
+"""
+
+import asyncio
+import gzip
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Iterable
+from contextvars import ContextVar
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import problem_response
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = b"x-request-id"
+CSP_HEADER = b"content-security-policy"
+CSP = b"default-src 'none'; frame-ancestors 'none'"
+
+# The ID of the request being served, for log records (see `install_request_id_logging`)
+# and error responses. "-" outside a request.
+request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
+
+# Accept a caller's ID only if it is short and plain, so it is safe to log and to echo.
+_VALID_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+
+
+def install_request_id_logging() -> None:
+    """Give every log record a ``request_id`` attribute (usable as ``%(request_id)s``).
+
+    A record factory rather than a handler filter: it works for every handler, including
+    the ones test tools and log shippers add, and records logged outside a request get "-".
+    """
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "adds_request_id", False):
+        return
+
+    def record_factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        record.request_id = request_id_var.get()
+        return record
+
+    record_factory.adds_request_id = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(record_factory)
+
+
+def configure_access_log(logger: logging.Logger) -> None:
+    """Write access-log records as bare JSON lines, one per request, to stderr.
+
+    The record's message already is the JSON document; the root format would prefix it
+    with text and break line-oriented JSON parsers, so this logger does not propagate.
+    """
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
+
+
+class SecurityHeaders:
+    """Response headers that cost nothing and close whole classes of browser attacks.
+
+    ``nosniff`` stops browsers from executing a JSON body as script; ``frame-ancestors``
+    and ``X-Frame-Options`` stop clickjacking; the CSP forbids loading anything from an API
+    response. HTML responses (only the ``/docs`` page here) get no CSP because Swagger UI
+    loads its scripts from a CDN. HSTS is sent only when configured: it is meaningful only
+    behind TLS and hard to undo once browsers have cached it. An endpoint that sets one
+    of these headers itself (say, a page that may be framed) keeps its own value.
+    """
+
+    def __init__(self, *, hsts_max_age: int = 0) -> None:
+        headers = {
+            b"x-content-type-options": b"nosniff",
+            b"x-frame-options": b"DENY",
+            b"referrer-policy": b"no-referrer",
+            b"cross-origin-opener-policy": b"same-origin",
+        }
+        if hsts_max_age > 0:
+            headers[b"strict-transport-security"] = (
+                f"max-age={hsts_max_age}; includeSubDomains".encode()
+            )
+        self.headers = list(headers.items())
+        self.names = frozenset(headers) | {CSP_HEADER}
+
+    def add_to(self, headers: list[tuple[bytes, bytes]]) -> None:
+        skip_csp = any_set = False
+        for name, value in headers:
+            lowered = name.lower()
+            if lowered == b"content-type":
+                skip_csp = value.startswith(b"text/html")
+            elif lowered in self.names:
+                any_set = True
+        if any_set:  # rare: fall back to comparing every name
+            present = {name.lower() for name, _ in headers}
+            headers.extend(h for h in self.headers if h[0] not in present)
+            skip_csp = skip_csp or CSP_HEADER in present
+        else:
+            headers.extend(self.headers)
+        if not skip_csp:
+            headers.append((CSP_HEADER, CSP))
+
+
+class RequestContextMiddleware:
+    """What every request gets: an ID, timing, a sampled access log, security headers, and
+    a problem-details 500 if the application fails.
+
+    - ``X-Request-ID``: the caller's (from a proxy or another service) if well formed, else a
+      new random one. Stored in ``scope["state"]["request_id"]`` (``request.state.request_id``)
+      and in `request_id_var` for log records; echoed in the response.
+    - ``Server-Timing: app;dur=<ms>``: time until the response headers, visible in browser
+      dev tools without any tracing setup.
+    - Access log: one JSON line per request, but only for a random ``sample_rate`` share
+      of them plus every 5xx and every request slower than ``slow_ms``. A line for every
+      request costs about a quarter of the throughput; the metrics count every request.
+    - `SecurityHeaders` on every response.
+    - An unexpected exception is logged once, with its traceback and the request ID, and
+      answered with a bare 500 problem (no stack trace, no SQL) carrying all the headers
+      above. Starlette's own last-resort handler runs outside every middleware, where the
+      request ID is already gone. If the response had already started there is nothing left
+      to answer with: the error is re-raised for the server to close the connection.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        access_logger: logging.Logger,
+        sample_rate: float = 0.01,
+        slow_ms: float = 1000.0,
+        security_headers: SecurityHeaders | None = None,
+    ) -> None:
+        self.app = app
+        self.access_logger = access_logger
+        self.sample_rate = sample_rate
+        self.slow_ms = slow_ms
+        self.security_headers = security_headers or SecurityHeaders()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        start = time.perf_counter()
+        request_id = _incoming_request_id(scope["headers"]) or os.urandom(16).hex()
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        status = 0
+        response_bytes = 0
+
+        async def send_with_context(message: Message) -> None:
+            nonlocal status, response_bytes
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                elapsed_ms = (time.perf_counter() - start) * 1000
+                headers = message["headers"] = list(message.get("headers", ()))
+                headers.append((REQUEST_ID_HEADER, request_id.encode()))
+                headers.append((b"server-timing", f"app;dur={elapsed_ms:.1f}".encode()))
+                self.security_headers.add_to(headers)
+            elif message["type"] == "http.response.body":
+                response_bytes += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_context)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if status:
+                raise
+            await problem_response(500, scope=scope)(scope, receive, send_with_context)
+        finally:
+            duration_ms = (time.perf_counter() - start) * 1000
+            if status >= 500 or duration_ms >= self.slow_ms or random.random() < self.sample_rate:
+                self._log(scope, request_id, status or 500, duration_ms, response_bytes)
+            request_id_var.reset(token)
+
+    def _log(
+        self, scope: Scope, request_id: str, status: int, duration_ms: float, size: int
+    ) -> None:
+        level = logging.ERROR if status >= 500 else logging.INFO
+        if not self.access_logger.isEnabledFor(level):
+            return
+        route = scope.get("route")
+        client = scope.get("client")
+        line = {
+            "ts": time.time(),
+            "request_id": request_id,
+            "method": scope["method"],
+            "path": scope["path"],
+            "route": getattr(route, "path", None),
+            "status": status,
+            "duration_ms": round(duration_ms, 2),
+            "bytes": size,
+            "client": client[0] if client else None,
+        }
+        self.access_logger.log(level, orjson.dumps(line).decode())
+
+
+def _incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER:
+            return value.decode() if _VALID_REQUEST_ID.fullmatch(value) else None
+    return None
+
+
+class GZipMiddleware:
+    """Gzip whole response bodies of ``minimum_size`` bytes or more, for clients that accept it.
+
+    Written here instead of using Starlette's ``GZipMiddleware`` for two reasons. That one
+    wraps every response, even for clients that do not accept gzip (to add ``Vary``): ~9 us
+    a request, a tenth of a cached endpoint's time (this one: under 0.5 us). And it
+    compresses streamed responses chunk by chunk, where this one leaves streams alone (an
+    NDJSON export or server-sent events must reach the client as they are produced).
+
+    Left untouched too: bodies that already have a ``Content-Encoding`` (a cache may store
+    them compressed), partial content, and types that do not compress (images, archives:
+    only text, JSON, XML and JavaScript are compressed). Level 5 of 9 by default: on this
+    project's JSON, level 9 saves at most 6% more bytes, and level 1 takes 40% less CPU
+    for 5-7% more bytes. Bodies of ``thread_minimum_size`` bytes or more are compressed in
+    a worker thread so the event loop keeps serving.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        minimum_size: int = 1024,
+        compresslevel: int = 5,
+        thread_minimum_size: int = 256 * 1024,
+    ) -> None:
+        self.app = app
+        self.minimum_size = minimum_size
+        self.compresslevel = compresslevel
+        self.thread_minimum_size = thread_minimum_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _accepts_gzip(scope["headers"]):
+            await self.app(scope, receive, send)
+            return
+
+        start: Message | None = None
+
+        async def send_compressed(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                if message["status"] == 206 or not _compressible(message.get("headers", ())):
+                    await send(message)
+                else:
+                    start = message  # held back until the body shows whether to compress
+                return
+            if start is None:
+                await send(message)
+                return
+            start, held = None, start
+            body = message.get("body", b"")
+            if (
+                message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+                and len(body) >= self.minimum_size
+            ):
+                compressed = await self._compress(body)
+                held["headers"] = [
+                    *((n, v) for n, v in held.get("headers", ()) if n.lower() != b"content-length"),
+                    (b"content-encoding", b"gzip"),
+                    (b"content-length", str(len(compressed)).encode()),
+                    (b"vary", b"Accept-Encoding"),
+                ]
+                message = {**message, "body": compressed}
+            await send(held)
+            await send(message)
+
+        await self.app(scope, receive, send_compressed)
+
+    async def _compress(self, body: bytes) -> bytes:
+        if len(body) >= self.thread_minimum_size:
+            return await asyncio.to_thread(gzip.compress, body, self.compresslevel, mtime=0)
+        return gzip.compress(body, self.compresslevel, mtime=0)
+
+
+def _accepts_gzip(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    for name, value in headers:
+        if name == b"accept-encoding":
+            return b"gzip" in value
+    return False
+
+
+_COMPRESSIBLE = re.compile(rb"text/|application/(?:[\w.+-]*\+)?(?:json|xml|javascript|x-ndjson)")
+
+
+def _compressible(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    content_type = b""
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"content-encoding":
+            return False
+        if lowered == b"content-type":
+            content_type = value
+    return _COMPRESSIBLE.match(content_type.lower()) is not None
+
+
+class BodySizeLimitMiddleware:
+    """Refuse request bodies larger than ``max_body_size`` bytes with 413.
+
+    A declared ``Content-Length`` over the limit is refused before the endpoint runs and
+    before a byte of the body is read. A chunked body is counted as it streams in and
+    refused as soon as it passes the limit, so a client cannot make the server buffer
+    an unbounded upload.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_size: int) -> None:
+        self.app = app
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        declared, chunked = _body_framing(scope["headers"])
+        if declared is not None and declared > self.max_body_size:
+            await self._too_large(scope, receive, send)
+            return
+        if not chunked and (declared is not None or scope.get("http_version") in ("1.0", "1.1")):
+            # HTTP/1 delivers Content-Length bytes, or none without chunked transfer coding:
+            # nothing to count. (HTTP/2 bodies may come without a declared length.)
+            await self.app(scope, receive, send)
+            return
+
+        received = 0
+        response_started = False
+
+        async def receive_counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_size:
+                    raise BodyTooLargeError(self.max_body_size)
+            return message
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive_counted, send_tracked)
+        except BodyTooLargeError:
+            if response_started:
+                raise
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = BodyTooLargeError(self.max_body_size).detail
+        await problem_response(413, detail, scope=scope)(scope, receive, send)
+
+
+def _body_framing(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int | None, bool]:
+    """The declared ``Content-Length`` and whether the body is chunked."""
+    declared, chunked = None, False
+    for name, value in headers:
+        if name == b"content-length" and value.isdigit():
+            declared = int(value)
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared, chunked
+
+
+class BodyTooLargeError(HTTPException):
+    """Raised from ``receive`` when a streamed body passes the limit.
+
+    An ``HTTPException`` so that FastAPI's body parsing lets it through (it turns any other
+    error into a 400) and the problem-details handler answers 413; outside FastAPI routes
+    `BodySizeLimitMiddleware` catches it itself.
+    """
+
+    def __init__(self, max_body_size: int) -> None:
+        detail = f"The request body is larger than {max_body_size} bytes."
+        super().__init__(status_code=413, detail=detail)

@@ -1,0 +1,33 @@
+"""Apply the Alembic migrations from inside the application (``MIGRATE_ON_START``).
+
+Convenient for the embedded SQLite default, where the service is the only client. With
+several workers or instances, run ``alembic upgrade head`` once as a deploy step instead:
+concurrent upgrades would race each other.
+"""
+
+from importlib.resources import files
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+def alembic_config() -> Config:
+    """The migrations ship inside the package, so this works from an installed wheel too."""
+    package = __package__.rpartition(".")[0]
+    config = Config()
+    config.set_main_option("script_location", str(files(package) / "migrations"))
+    return config
+
+
+def _upgrade(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+async def upgrade_database(engine: AsyncEngine, revision: str = "head") -> None:
+    async with engine.connect() as connection:
+        await connection.run_sync(_upgrade, revision)
+        await connection.commit()

@@ -1,0 +1,38 @@
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Index, String, true
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ..core.models_base import Base, BigIntId, UtcDateTime, utcnow
+
+if TYPE_CHECKING:
+    from ..posts.models import Post
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+    # lazy="raise": touching an unloaded relationship is a bug (an N+1 in the making),
+    # so it fails loudly instead of issuing one query per row.
+    posts: Mapped[list["Post"]] = relationship(
+        back_populates="author", lazy="raise", passive_deletes=True
+    )
+
+
+# The list of users filters on is_active and pages newest first on (created_at, id);
+# id is the keyset tie-breaker, so it is part of the index and no sort step remains.
+Index(
+    "ix_users_is_active_created_at",
+    User.is_active,
+    User.created_at.desc(),
+    User.id.desc(),
+)
+# The unfiltered list pages on (created_at, id) alone.
+Index("ix_users_created_at", User.created_at.desc(), User.id.desc())
