@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from .e2e import serve, uv_run
+from fastapi_easy.template import choices
+
+from .e2e import Server, serve, uv_run
 from .project import Project, render, tool
 from .servers import PostgresServer, RedisServer, free_port
 
@@ -83,11 +85,8 @@ def full_stack(
         "python_version": PYTHON,
         "database": "postgresql",
         "cache": "redis",
-        "features": [],  # every feature: filled below from the template's own choices
+        "features": choices("features"),
     }
-    from fastapi_easy.template import choices
-
-    answers["features"] = choices("features")
     project = Project(render(template_repo, tmp_path_factory.mktemp("full"), answers))
     project.sync(PYTHON)
     return project, {"database": postgres.create_database("full_stack")}
@@ -103,13 +102,90 @@ def test_postgresql_redis_all_features(
 
     app_db = postgres.create_database("full_stack_app")
     run_env = {"DATABASE_URL": app_db, "REDIS_URL": redis.url(2)}
-    if (project.path / "alembic.ini").exists():
-        project.uv("alembic", "upgrade", "head", env=run_env)
-        project.uv("alembic", "check", env=run_env)
+    project.uv("alembic", "upgrade", "head", env=run_env)
+    project.uv("alembic", "check", env=run_env)
+    project.uv(
+        "full-stack-seed", "--users", "50", "--posts", "500", "--comments", "1000", env=run_env
+    )
     with serve(project, uv_run("full-stack"), env=run_env) as server:
         ready = server.get("/readyz")
         assert ready.status == 200, ready.body
         assert ready.json()["checks"] == {"database": "ok", "redis": "ok"}
+        exercise_api(server)
+        metrics = server.get("/metrics").body.decode()
+        assert 'http_requests_total{method="POST",route="/api/posts"' in metrics
+
+
+def exercise_api(server: Server) -> None:
+    """A user's first minutes with the API, over real HTTP."""
+    user = server.request("POST", "/api/users", {"email": "ada@example.org", "name": "Ada"})
+    assert user.status == 201, user.body
+    user_id = user.json()["id"]
+    duplicate = server.request("POST", "/api/users", {"email": "ada@example.org", "name": "A"})
+    assert duplicate.status == 409
+    assert duplicate.headers["content-type"].startswith("application/problem+json")
+    post = server.request(
+        "POST",
+        "/api/posts",
+        {"author_id": user_id, "title": "Hello", "body": "First post", "published": True},
+    )
+    assert post.status == 201, post.body
+    post_id = post.json()["id"]
+    assert server.get(f"/api/posts/{post_id}").json()["title"] == "Hello"
+    page = server.get(f"/api/posts?author_id={user_id}&limit=5")
+    assert page.status == 200
+    assert [p["id"] for p in page.json()["items"]] == [post_id]
+    updated = server.request(
+        "PUT", f"/api/posts/{post_id}", {"title": "Hello again", "body": "Edited"}
+    )
+    assert updated.status == 200, updated.body
+    assert server.get(f"/api/posts/{post_id}").json()["title"] == "Hello again"
+    assert server.request("DELETE", f"/api/posts/{post_id}").status == 204
+    missing = server.get(f"/api/posts/{post_id}")
+    assert missing.status == 404
+    assert missing.json()["status"] == 404
+    invalid = server.request("POST", "/api/users", {"email": "nope", "name": ""})
+    assert invalid.status == 422
+
+
+@pytest.mark.parametrize(
+    ("database", "cache_backend"), [("sqlite", "redis"), ("postgresql", "memory")]
+)
+def test_cross_combinations(
+    template_repo: Path,
+    tmp_path: Path,
+    postgres: PostgresServer,
+    redis: RedisServer,
+    database: str,
+    cache_backend: str,
+) -> None:
+    answers = {
+        "project_name": "Mixed",
+        "python_version": PYTHON,
+        "database": database,
+        "cache": cache_backend,
+        "features": choices("features"),
+    }
+    project = Project(render(template_repo, tmp_path / "p", answers))
+    project.sync(PYTHON)
+    lint(project)
+    env = {"TEST_REDIS_URL": redis.url(4)}
+    if database == "postgresql":
+        env["TEST_DATABASE_URL"] = postgres.create_database("mixed_tests")
+    project.uv("pytest", "-q", "-p", "no:cacheprovider", env=env)
+    run_env = {
+        "REDIS_URL": redis.url(5),
+        "DATABASE_URL": (
+            postgres.create_database("mixed_app")
+            if database == "postgresql"
+            else f"sqlite+aiosqlite:///{tmp_path}/app.db"
+        ),
+    }
+    project.uv("alembic", "upgrade", "head", env=run_env)
+    project.uv("alembic", "check", env=run_env)
+    with serve(project, uv_run("mixed"), env=run_env) as server:
+        assert server.get("/readyz").status == 200
+        exercise_api(server)
 
 
 def test_readiness_names_redis_when_it_is_down(
