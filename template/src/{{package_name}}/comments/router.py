@@ -2,14 +2,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from ..core.cache import CacheDep
 from ..core.deps import DatabaseDep, SessionDep
 from ..core.pagination import PageDep
+from ..posts.service import POSTS_TAG
 from . import service
 from .schemas import Comment, CommentCreate, CommentPage, CommentUpdate
 
 router = APIRouter(prefix="/api", tags=["comments"])
 
 NOT_FOUND = {404: {"description": "No such comment"}}
+
+# Cached posts carry their approved-comment count, so comment writes commit, then drop them.
 
 
 @router.get("/posts/{post_id}/comments", responses={404: {"description": "No such post"}})
@@ -28,9 +32,14 @@ async def list_comments(
     status_code=status.HTTP_201_CREATED,
     responses={404: {"description": "No such post"}, 422: {"description": "Invalid input"}},
 )
-async def create_comment(session: SessionDep, post_id: int, data: CommentCreate) -> Comment:
+async def create_comment(
+    session: SessionDep, cache: CacheDep, post_id: int, data: CommentCreate
+) -> Comment:
     """New comments wait for approval before they are listed."""
-    return await service.create_comment(session, post_id, data)
+    comment = await service.create_comment(session, post_id, data)
+    await session.commit()
+    await cache.invalidate_tags(POSTS_TAG)
+    return comment
 
 
 @router.get("/comments/{comment_id}", responses=NOT_FOUND)
@@ -39,12 +48,19 @@ async def get_comment(database: DatabaseDep, comment_id: int) -> Comment:
 
 
 @router.put("/comments/{comment_id}", responses=NOT_FOUND)
-async def update_comment(session: SessionDep, comment_id: int, data: CommentUpdate) -> Comment:
-    return await service.update_comment(session, comment_id, data)
+async def update_comment(
+    session: SessionDep, cache: CacheDep, comment_id: int, data: CommentUpdate
+) -> Comment:
+    comment = await service.update_comment(session, comment_id, data)
+    await session.commit()
+    await cache.invalidate_tags(POSTS_TAG)
+    return comment
 
 
 @router.delete(
     "/comments/{comment_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND
 )
-async def delete_comment(session: SessionDep, comment_id: int) -> None:
+async def delete_comment(session: SessionDep, cache: CacheDep, comment_id: int) -> None:
     await service.delete_comment(session, comment_id)
+    await session.commit()
+    await cache.invalidate_tags(POSTS_TAG)

@@ -2,8 +2,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from ..core.cache import CacheDep
 from ..core.deps import DatabaseDep, SessionDep
 from ..core.pagination import PageDep
+from ..posts.service import POSTS_TAG
 from . import service
 from .schemas import User, UserCreate, UserPage, UserUpdate, UserWithPostCount
 
@@ -36,8 +38,12 @@ async def get_user(database: DatabaseDep, user_id: int) -> UserWithPostCount:
     "/{user_id}",
     responses={404: {"description": "No such user"}, 409: {"description": "E-mail taken"}},
 )
-async def update_user(session: SessionDep, user_id: int, data: UserUpdate) -> User:
-    return await service.update_user(session, user_id, data)
+async def update_user(session: SessionDep, cache: CacheDep, user_id: int, data: UserUpdate) -> User:
+    """Cached posts show their author's name: commit, then drop them."""
+    user = await service.update_user(session, user_id, data)
+    await session.commit()
+    await cache.invalidate_tags(POSTS_TAG)
+    return user
 
 
 @router.delete(
@@ -45,6 +51,8 @@ async def update_user(session: SessionDep, user_id: int, data: UserUpdate) -> Us
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"description": "No such user"}},
 )
-async def delete_user(session: SessionDep, user_id: int) -> None:
+async def delete_user(session: SessionDep, cache: CacheDep, user_id: int) -> None:
     """Also deletes the user's posts and comments."""
     await service.delete_user(session, user_id)
+    await session.commit()
+    await cache.invalidate_tags(POSTS_TAG)
