@@ -2,6 +2,7 @@
 
     uv run python -m bench.endpoints                       # SQLite, in-process cache
     uv run python -m bench.endpoints --database postgresql --cache redis --runs 3
+    uv run python -m bench.endpoints --variants cached: uncached:CACHE_ENABLED=false
 
 Generates a project from the working tree, installs it, seeds it, serves it with one
 uvicorn worker pinned to core 0 and loads it with wrk pinned to core 1 (the method of
@@ -73,21 +74,35 @@ def services(database: str, cache: str) -> Iterator[dict[str, str]]:
         yield env
 
 
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """``name:KEY=VALUE,KEY=VALUE`` -> (name, env)."""
+    name, _, settings = text.partition(":")
+    return name, dict(kv.split("=", 1) for kv in settings.split(",") if kv)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--cache", choices=["memory", "redis"], default="memory")
     parser.add_argument("--paths", nargs="+", default=DEFAULT_PATHS)
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["default:"],
+        help="servers to compare, NAME:KEY=VALUE,... (settings of the generated app)",
+    )
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--seed", default="--users 1000 --posts 20000 --comments 100000")
-    parser.add_argument("--env", nargs="*", default=[], help="extra KEY=VALUE for the server")
+    parser.add_argument("--features", nargs="*", default=None, help="template features")
     args = parser.parse_args()
+    variants = [parse_variant(v) for v in args.variants]
 
     with (
         tempfile.TemporaryDirectory(prefix="fe-bench-") as work,
         services(args.database, args.cache) as env,
+        ExitStack() as servers,
     ):
         root = Path(work)
         template = snapshot_repo(root / "template", "v0.0.0")
@@ -97,34 +112,40 @@ def main() -> None:
             "database": args.database,
             "cache": args.cache,
         }
+        if args.features is not None:
+            answers["features"] = args.features
         project = Project(render(template, root / "bench", answers))
         project.sync("3.11")
         env = {
-            **env,
-            "DATABASE_URL": env.get("DATABASE_URL", f"sqlite+aiosqlite:///{root}/b.db"),
+            "DATABASE_URL": f"sqlite+aiosqlite:///{root}/b.db",
             "LOG_LEVEL": "warning",
-            **dict(kv.split("=", 1) for kv in args.env),
+            "RATE_LIMITS": "{}",
+            **env,
         }
         project.uv("bench-seed", *args.seed.split(), env=env)
         script = root / "report.lua"
         script.write_text(REPORT)
         command = pinned(0, [str(project.path / ".venv" / "bin" / "bench")])
-        results: dict[str, list[dict[str, float]]] = {}
-        with serve(project, command, env=env) as server:
-            for _ in range(args.runs):  # interleaved, so drift hits every path alike
-                for path in args.paths:
-                    results.setdefault(path, []).append(
-                        wrk(server.base_url + path, args.seconds, args.connections, script)
+        urls = {
+            name: servers.enter_context(serve(project, command, env={**env, **extra})).base_url
+            for name, extra in variants
+        }
+        results: dict[tuple[str, str], list[dict[str, float]]] = {}
+        for _ in range(args.runs):  # interleaved, so drift hits every row alike
+            for path in args.paths:
+                for name, url in urls.items():
+                    results.setdefault((path, name), []).append(
+                        wrk(url + path, args.seconds, args.connections, script)
                     )
     print(
-        f"\n{args.database} + {args.cache}, 1 worker, {args.connections} connections, "
-        f"median of {args.runs} x {args.seconds}s\n"
+        f"\n{args.database} + {args.cache}, 1 worker each, {args.connections} connections, "
+        f"median of {args.runs} x {args.seconds}s, interleaved\n"
     )
-    print("| path | req/s | p50 ms | p99 ms | errors | non-2xx |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for path, runs in results.items():
+    print("| path | variant | req/s | p50 ms | p99 ms | errors | non-2xx |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for (path, name), runs in results.items():
         print(
-            f"| `{path}` | {statistics.median(r['rps'] for r in runs):,.0f} "
+            f"| `{path}` | {name} | {statistics.median(r['rps'] for r in runs):,.0f} "
             f"| {statistics.median(r['p50_us'] for r in runs) / 1000:.2f} "
             f"| {statistics.median(r['p99_us'] for r in runs) / 1000:.2f} "
             f"| {sum(r['errors'] for r in runs):.0f} | {sum(r['non2xx'] for r in runs):.0f} |"

@@ -539,7 +539,9 @@ async def open_cache(settings: Settings) -> AsyncIterator[Cache]:
     yield Cache.from_settings(settings)
 
 
-def get_cache(request: Request) -> Cache:
+async def get_cache(request: Request) -> Cache:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread
+    # hop per request that cost more than the cached read it serves.
     cache: Cache = request.app.state.cache
     return cache
 

