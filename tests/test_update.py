@@ -121,14 +121,7 @@ def wheel_cli(
     return run
 
 
-def test_installed_wheel_reports_its_version(wheel_cli, tmp_path: Path) -> None:
-    result = wheel_cli("--version", cwd=tmp_path)
-    assert result.stdout.strip() == f"fastapi-easy {__version__}"
-
-
-def test_fastapi_easy_new_project_updates_with_fastapi_easy_update(
-    wheel_cli, template: Path, tmp_path: Path
-) -> None:
+def new_project(wheel_cli, template: Path, tmp_path: Path) -> Path:
     result = wheel_cli(
         "new",
         "proj",
@@ -140,7 +133,18 @@ def test_fastapi_easy_new_project_updates_with_fastapi_easy_update(
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    project = tmp_path / "proj"
+    return tmp_path / "proj"
+
+
+def test_installed_wheel_reports_its_version(wheel_cli, tmp_path: Path) -> None:
+    result = wheel_cli("--version", cwd=tmp_path)
+    assert result.stdout.strip() == f"fastapi-easy {__version__}"
+
+
+def test_fastapi_easy_new_project_updates_with_fastapi_easy_update(
+    wheel_cli, template: Path, tmp_path: Path
+) -> None:
+    project = new_project(wheel_cli, template, tmp_path)
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers["_src_path"] == str(template)
     assert answers["_commit"] == CURRENT_TAG
@@ -154,20 +158,7 @@ def test_fastapi_easy_new_project_updates_with_fastapi_easy_update(
 
 
 def test_update_reports_conflicts(wheel_cli, template: Path, tmp_path: Path) -> None:
-    assert (
-        wheel_cli(
-            "new",
-            "proj",
-            "--defaults",
-            "--name",
-            "My Service",
-            "--template",
-            str(template),
-            cwd=tmp_path,
-        ).returncode
-        == 0
-    )
-    project = tmp_path / "proj"
+    project = new_project(wheel_cli, template, tmp_path)
     commit_project(project)
     (project / ".gitignore").write_text(
         "# ours\n"

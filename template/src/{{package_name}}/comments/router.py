@@ -5,15 +5,13 @@ from fastapi import APIRouter, Query, status
 from ..core.cache import CacheDep
 from ..core.deps import DatabaseDep, SessionDep
 from ..core.pagination import PageDep
-from ..posts.service import POSTS_TAG
+from ..posts.service import commit_and_refresh_posts
 from . import service
 from .schemas import Comment, CommentCreate, CommentPage, CommentUpdate
 
 router = APIRouter(prefix="/api", tags=["comments"])
 
 NOT_FOUND = {404: {"description": "No such comment"}}
-
-# Cached posts carry their approved-comment count, so comment writes commit, then drop them.
 
 
 @router.get("/posts/{post_id}/comments", responses={404: {"description": "No such post"}})
@@ -37,8 +35,7 @@ async def create_comment(
 ) -> Comment:
     """New comments wait for approval before they are listed."""
     comment = await service.create_comment(session, post_id, data)
-    await session.commit()
-    await cache.invalidate_tags(POSTS_TAG)
+    await commit_and_refresh_posts(session, cache)
     return comment
 
 
@@ -52,8 +49,7 @@ async def update_comment(
     session: SessionDep, cache: CacheDep, comment_id: int, data: CommentUpdate
 ) -> Comment:
     comment = await service.update_comment(session, comment_id, data)
-    await session.commit()
-    await cache.invalidate_tags(POSTS_TAG)
+    await commit_and_refresh_posts(session, cache)
     return comment
 
 
@@ -62,5 +58,4 @@ async def update_comment(
 )
 async def delete_comment(session: SessionDep, cache: CacheDep, comment_id: int) -> None:
     await service.delete_comment(session, comment_id)
-    await session.commit()
-    await cache.invalidate_tags(POSTS_TAG)
+    await commit_and_refresh_posts(session, cache)

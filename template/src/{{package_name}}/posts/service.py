@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 from ..comments.models import Comment
+from ..core.cache import Cache
 from ..core.pagination import Keyset, PageParams, keyset_page, next_cursor, page_values
 from ..users.models import User
 from .models import Post as PostRow
@@ -54,6 +55,13 @@ POST_TAGS = (POSTS_TAG,)
 LIST_TAGS = (POSTS_TAG, LISTS_TAG)
 POST_JSON = TypeAdapter(PostWithAuthor)
 PAGE_JSON = TypeAdapter(PostPage)
+
+
+async def commit_and_refresh_posts(session: AsyncSession, data_cache: Cache) -> None:
+    """For writes elsewhere that change what cached posts show (an author's name, an
+    approved-comment count): commit first, so no read in between caches the old rows."""
+    await session.commit()
+    await data_cache.invalidate_tags(POSTS_TAG)
 
 
 def _not_found(post_id: int) -> HTTPException:

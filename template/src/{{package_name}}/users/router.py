@@ -5,7 +5,7 @@ from fastapi import APIRouter, Query, status
 from ..core.cache import CacheDep
 from ..core.deps import DatabaseDep, SessionDep
 from ..core.pagination import PageDep
-from ..posts.service import POSTS_TAG
+from ..posts.service import commit_and_refresh_posts
 from . import service
 from .schemas import User, UserCreate, UserPage, UserUpdate, UserWithPostCount
 
@@ -39,10 +39,8 @@ async def get_user(database: DatabaseDep, user_id: int) -> UserWithPostCount:
     responses={404: {"description": "No such user"}, 409: {"description": "E-mail taken"}},
 )
 async def update_user(session: SessionDep, cache: CacheDep, user_id: int, data: UserUpdate) -> User:
-    """Cached posts show their author's name: commit, then drop them."""
     user = await service.update_user(session, user_id, data)
-    await session.commit()
-    await cache.invalidate_tags(POSTS_TAG)
+    await commit_and_refresh_posts(session, cache)
     return user
 
 
@@ -54,5 +52,4 @@ async def update_user(session: SessionDep, cache: CacheDep, user_id: int, data: 
 async def delete_user(session: SessionDep, cache: CacheDep, user_id: int) -> None:
     """Also deletes the user's posts and comments."""
     await service.delete_user(session, user_id)
-    await session.commit()
-    await cache.invalidate_tags(POSTS_TAG)
+    await commit_and_refresh_posts(session, cache)
