@@ -6,87 +6,57 @@ its own console command on free ports, against a SQLite file migrated beforehand
 """
 
 import json
-import os
 import re
-import shutil
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import copier
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-PYTHON = "/root/.pyenv/versions/3.11.7/bin/python3.11"
-PROMTOOL = shutil.which("promtool")
-SLUG = "watched-service"
+from .e2e import Server, serve
+from .project import Project, render, tool
 
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not installed")
+SLUG = "watched-service"
 
 # PromQL words that are not metric names.
 PROMQL_KEYWORDS = frozenset({"and", "or", "unless", "bool", "offset", "inf", "nan"})
 
 
-def render_monitored_project(destination: Path) -> Path:
+@pytest.fixture(scope="module")
+def monitored(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
     """The template with metrics and alerts on (defaults otherwise), as a user gets it."""
     answers = {
         "project_name": "Watched Service",
         "python_version": "3.11",
         "features": ["metrics", "alerts"],
     }
-    copier.run_copy(
-        str(REPO_ROOT), destination, data=answers, defaults=True, vcs_ref="HEAD", quiet=True
-    )
-    return destination
-
-
-@pytest.fixture(scope="module")
-def monitored_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = render_monitored_project(tmp_path_factory.mktemp("monitored") / SLUG)
-    subprocess.run(["uv", "sync", "-q", "--python", PYTHON], cwd=project, check=True)
+    project = Project(render(template_repo, tmp_path_factory.mktemp("monitored") / SLUG, answers))
+    project.sync("3.11")
     return project
 
 
 @pytest.fixture(scope="module")
-def migrated_database_url(monitored_project: Path) -> str:
-    url = f"sqlite+aiosqlite:///{monitored_project}/service.db"
-    subprocess.run(
-        ["uv", "run", "--no-sync", "alembic", "upgrade", "head"],
-        cwd=monitored_project,
-        env={**os.environ, "DATABASE_URL": url},
-        check=True,
-        capture_output=True,
-    )
+def monitored_project(monitored: Project) -> Path:
+    return monitored.path
+
+
+@pytest.fixture(scope="module")
+def migrated_database_url(monitored: Project) -> str:
+    url = f"sqlite+aiosqlite:///{monitored.path}/service.db"
+    monitored.uv("alembic", "upgrade", "head", env={"DATABASE_URL": url})
     return url
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str]:
-    """One request on a fresh connection, so the kernel may hand it to any worker."""
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def scrape(base_url: str) -> dict[str, float]:
+def scrape(server: Server) -> dict[str, float]:
     """The exposition text as ``{'name{labels}': value}``, labels as exported."""
-    status, text = get(f"{base_url}/metrics")
-    assert status == 200
+    response = server.get("/metrics")
+    assert response.status == 200
     samples: dict[str, float] = {}
-    for line in text.splitlines():
+    for line in response.body.decode().splitlines():
         if line and not line.startswith("#"):
             series, _, value = line.rpartition(" ")
             samples[series] = float(value)
@@ -106,75 +76,36 @@ def pids(samples: dict[str, float]) -> set[str]:
     }
 
 
-class Server:
-    def __init__(self, project: Path, database_url: str, workers: int, tmp: Path) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.workers = workers
-        env = {
-            **os.environ,
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "WORKERS": str(workers),
-            "DATABASE_URL": database_url,
-            "MIGRATE_ON_START": "false",
-            "LOG_LEVEL": "warning",
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
-        }
-        if workers == 1:
-            env.pop("PROMETHEUS_MULTIPROC_DIR")
-        self.process = subprocess.Popen(
-            [str(project / ".venv" / "bin" / SLUG)],
-            cwd=tmp,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    def wait_until_serving(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"server exited: {self.process.stderr.read().decode()}")
-            try:
-                live_workers = pids(scrape(self.base_url))
-            except (OSError, AssertionError):
-                live_workers = None
-            # One worker keeps its metrics in memory: no pid label, nothing to wait for.
-            if live_workers is not None and (
-                self.workers == 1 or len(live_workers) == self.workers
-            ):
-                return
+@contextmanager
+def service(project: Project, database_url: str, workers: int, tmp: Path) -> Iterator[Server]:
+    """The project's serve command with `workers` workers, once every worker answers scrapes."""
+    env = {
+        "WORKERS": str(workers),
+        "DATABASE_URL": database_url,
+        "MIGRATE_ON_START": "false",
+        "LOG_LEVEL": "warning",
+    }
+    if workers > 1:
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp / "metrics")
+    with serve(project, [str(project.path / ".venv" / "bin" / SLUG)], env=env) as server:
+        deadline = time.monotonic() + 60
+        # One worker keeps its metrics in memory: no pid label, nothing to wait for.
+        while workers > 1 and len(pids(scrape(server))) != workers:
+            assert time.monotonic() < deadline, f"{workers} workers not serving within 60 s"
             time.sleep(0.2)
-        raise AssertionError(f"{self.workers} workers not serving within {timeout} s")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        yield server
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["one-worker", "two-workers"])
 def running_service(
     request: pytest.FixtureRequest,
-    monitored_project: Path,
+    monitored: Project,
     migrated_database_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Server]:
-    server = Server(
-        monitored_project,
-        migrated_database_url,
-        workers=request.param,
-        tmp=tmp_path_factory.mktemp(f"server-{request.param}"),
-    )
-    try:
-        server.wait_until_serving()
+    tmp = tmp_path_factory.mktemp(f"server-{request.param}")
+    with service(monitored, migrated_database_url, request.param, tmp) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def promql_metric_names(expr: str) -> set[str]:
@@ -218,25 +149,23 @@ def test_promql_scanner_finds_metric_names() -> None:
     assert promql_metric_names(expr) == {"http_requests_total", "job:http_requests:rate5m", "up"}
 
 
-@needs_promtool
 def test_rules_and_config_pass_promtool_check(monitored_project: Path) -> None:
     prometheus = monitored_project / "monitoring/prometheus"
     rules = sorted(str(path) for path in (prometheus / "rules").glob("*.yml"))
     assert len(rules) >= 2
-    subprocess.run([PROMTOOL, "check", "rules", *rules], check=True, capture_output=True)
+    subprocess.run([tool("promtool"), "check", "rules", *rules], check=True, capture_output=True)
     subprocess.run(
-        [PROMTOOL, "check", "config", str(prometheus / "prometheus.yml")],
+        [tool("promtool"), "check", "config", str(prometheus / "prometheus.yml")],
         check=True,
         capture_output=True,
     )
 
 
-@needs_promtool
 def test_every_alert_passes_its_promtool_tests(monitored_project: Path) -> None:
     prometheus = monitored_project / "monitoring/prometheus"
     tests = sorted(str(path) for path in (prometheus / "tests").glob("*_test.yml"))
     result = subprocess.run(
-        [PROMTOOL, "test", "rules", *tests], cwd=prometheus, capture_output=True, text=True
+        [tool("promtool"), "test", "rules", *tests], cwd=prometheus, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
     tested = set()
@@ -275,31 +204,28 @@ def test_dashboard_is_provisioned_with_a_stable_uid(monitored_project: Path) -> 
 
 
 def test_two_workers_count_every_request(
-    monitored_project: Path, migrated_database_url: str, tmp_path: Path
+    monitored: Project, migrated_database_url: str, tmp_path: Path
 ) -> None:
-    server = Server(monitored_project, migrated_database_url, workers=2, tmp=tmp_path)
-    try:
-        server.wait_until_serving()
+    with service(monitored, migrated_database_url, 2, tmp_path) as server:
+        counter = 'http_requests_total{method="GET",route="/healthz",status_class="2xx"}'
+        # `serve` waited for the service through /healthz: count from there.
+        before = scrape(server)[counter]
         requests = 200
         for _ in range(requests):
-            assert get(f"{server.base_url}/healthz")[0] == 200
-        counter = 'http_requests_total{method="GET",route="/healthz",status_class="2xx"}'
+            assert server.get("/healthz").status == 200
         # Each scrape lands on either worker; every one must see the sum of both.
-        scrapes = [scrape(server.base_url) for _ in range(6)]
-        assert [samples[counter] for samples in scrapes] == [requests] * 6
+        scrapes = [scrape(server) for _ in range(6)]
+        assert [samples[counter] for samples in scrapes] == [before + requests] * 6
         assert all(len(pids(samples)) == 2 for samples in scrapes)
-    finally:
-        server.stop()
 
 
 def test_metrics_read_by_rules_and_dashboard_are_exported(
     monitored_project: Path, running_service: Server
 ) -> None:
-    base = running_service.base_url
     traffic = ["/healthz", "/readyz", "/api/users", "/api/posts", "/api/posts", "/api/posts/999"]
     for path in [*traffic, "/no/such/page"]:
-        get(f"{base}{path}")
-    samples = scrape(base)
+        running_service.get(path)
+    samples = scrape(running_service)
 
     rules = load_rules(monitored_project)
     recorded = {rule["record"] for rule in rules if "record" in rule}
