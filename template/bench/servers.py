@@ -1,0 +1,78 @@
+"""What the side-by-side benchmarks share: uvicorn servers on free ports, wrk runs.
+
+Servers are pinned to CPU 0 and wrk to CPU 1 when the machine has two or more cores, so the
+load generator does not steal the server's CPU.
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def pinned(command: list[str], cpu: int) -> list[str]:
+    if (os.cpu_count() or 1) >= 2 and shutil.which("taskset"):
+        return ["taskset", "-c", str(cpu), *command]
+    return command
+
+
+def start_server(
+    app: str, port: int, log: IO[bytes] | None = None, extra: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
+    """One uvicorn worker (uvloop, httptools, no access log) serving the ``module:factory``
+    ``app`` from this folder; returns once it accepts connections."""
+    command = [
+        sys.executable, "-m", "uvicorn", app, "--factory", "--app-dir", str(BENCH_DIR),
+        "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+        "--log-level", "warning", *extra,
+    ]  # fmt: skip
+    server = subprocess.Popen(pinned(command, 0), stderr=log or subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and server.poll() is None:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return server
+        time.sleep(0.1)
+    server.kill()
+    output = ""
+    if log is not None:
+        log.seek(0)
+        output = ":\n" + log.read().decode()[-2000:]
+    raise RuntimeError(f"{app} did not start on port {port}{output}")
+
+
+@dataclass(frozen=True, slots=True)
+class WrkRun:
+    rate: float
+    p99: str
+    errors: int
+    output: str
+
+
+def wrk(url: str, duration: int, connections: int, extra: Sequence[str] = ()) -> WrkRun:
+    """Requests/s, p99 latency and failed requests (non-2xx, socket errors, timeouts)."""
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url]
+    output = subprocess.run(pinned(command, 1), capture_output=True, text=True, check=True).stdout
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    p99 = re.search(r"99%\s+(\S+)", output)
+    if not rate or not p99:
+        raise RuntimeError(f"unexpected wrk output:\n{output}")
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
+    if non_2xx := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
+        errors += int(non_2xx[1])
+    return WrkRun(float(rate[1]), p99[1], errors, output)
