@@ -79,7 +79,7 @@ def test_factory_serves_with_plain_uvicorn(demo: Project) -> None:
 @pytest.fixture(scope="module")
 def full_stack(
     template_repo: Path, tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer
-) -> tuple[Project, dict[str, str]]:
+) -> tuple[Project, str]:
     answers = {
         "project_name": "Full Stack",
         "python_version": PYTHON,
@@ -89,15 +89,15 @@ def full_stack(
     }
     project = Project(render(template_repo, tmp_path_factory.mktemp("full"), answers))
     project.sync(PYTHON)
-    return project, {"database": postgres.create_database("full_stack")}
+    return project, postgres.create_database("full_stack")
 
 
 def test_postgresql_redis_all_features(
-    full_stack: tuple[Project, dict[str, str]], redis: RedisServer, postgres: PostgresServer
+    full_stack: tuple[Project, str], redis: RedisServer, postgres: PostgresServer
 ) -> None:
-    project, urls = full_stack
+    project, database_url = full_stack
     lint(project)
-    env = {"TEST_DATABASE_URL": urls["database"], "TEST_REDIS_URL": redis.url(1)}
+    env = {"TEST_DATABASE_URL": database_url, "TEST_REDIS_URL": redis.url(1)}
     project.uv("pytest", "-q", "-p", "no:cacheprovider", env=env)
 
     app_db = postgres.create_database("full_stack_app")
@@ -189,7 +189,7 @@ def test_cross_combinations(
 
 
 def test_readiness_names_redis_when_it_is_down(
-    full_stack: tuple[Project, dict[str, str]], postgres: PostgresServer
+    full_stack: tuple[Project, str], postgres: PostgresServer
 ) -> None:
     project, _ = full_stack
     dead_redis = f"redis://127.0.0.1:{free_port()}/0"
@@ -204,11 +204,11 @@ def test_readiness_names_redis_when_it_is_down(
 
 
 def test_refuses_to_start_when_pools_exceed_max_connections(
-    full_stack: tuple[Project, dict[str, str]], postgres: PostgresServer, redis: RedisServer
+    full_stack: tuple[Project, str], postgres: PostgresServer, redis: RedisServer
 ) -> None:
-    project, urls = full_stack
+    project, database_url = full_stack
     env = {
-        "DATABASE_URL": urls["database"],
+        "DATABASE_URL": database_url,
         "REDIS_URL": redis.url(3),
         "WORKERS": "1",
         "DB_POOL_SIZE": "200",

@@ -76,7 +76,7 @@ def _destination(path: Path, force: bool) -> Path:
     return dest
 
 
-def _record_update_source(dest: Path, url: str) -> None:
+def _record_update_source(dest: Path, url: str) -> dict[str, Any]:
     """Point the answers file at the template's git repository and this version's tag.
 
     The project was rendered from the copy inside this package, which is no git
@@ -91,6 +91,7 @@ def _record_update_source(dest: Path, url: str) -> None:
     header = "# Changes here will be overwritten by Copier; NEVER EDIT MANUALLY\n"
     body = yaml.safe_dump(answers, sort_keys=True, default_flow_style=False, allow_unicode=True)
     answers_path.write_text(header + body, encoding="utf-8")
+    return answers
 
 
 @app.command()
@@ -177,8 +178,7 @@ def new(
         fail(_one_line(exc))
     except KeyboardInterrupt:
         fail("interrupted; nothing was written", code=130)
-    _record_update_source(dest, template_url(template))
-    answers = yaml.safe_load((dest / ANSWERS_FILE).read_text(encoding="utf-8"))
+    answers = _record_update_source(dest, template_url(template))
     typer.echo(
         f"created {answers['project_name']} in {dest}\n\n"
         f"  cd {path}\n"
