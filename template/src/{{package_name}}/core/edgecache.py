@@ -77,6 +77,11 @@ def _cacheable_response(message: Message) -> bool:
     return True
 
 
+def _cache_of(scope: Scope) -> Cache | None:
+    cache: Cache | None = getattr(scope["app"].state, "cache", None)
+    return cache if cache is not None and cache.enabled else None
+
+
 class EdgeCache:
     """Pure ASGI middleware; reads the ``Cache`` from ``app.state.cache`` per request."""
 
@@ -93,16 +98,18 @@ class EdgeCache:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        cache: Cache | None = getattr(scope["app"].state, "cache", None)
-        if cache is None or not cache.enabled:
-            await self.app(scope, receive, send)
-            return
         method = scope["method"]
         if method in WRITE_METHODS:
-            await self._write(cache, scope, receive, send)
+            cache = _cache_of(scope)
+            if cache is None:
+                await self.app(scope, receive, send)
+            else:
+                await self._write(cache, scope, receive, send)
             return
+        # The path first: most requests are not cached here and need nothing else.
         tag = self._tag_for(scope["path"])
-        if tag is None:
+        cache = _cache_of(scope) if tag is not None else None
+        if tag is None or cache is None:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])

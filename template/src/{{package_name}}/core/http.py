@@ -13,22 +13,24 @@ to do (a client that accepts gzip, a body without a declared length).
 import asyncio
 import gzip
 import logging
-import os
-import random
 import re
 import time
 from collections.abc import Iterable
 from contextvars import ContextVar
+from random import getrandbits, random
+from typing import Protocol
 
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import problem_response
+from .routes import RouteLabels
 
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = b"x-request-id"
+SERVER_TIMING_HEADER = b"server-timing"
 CSP_HEADER = b"content-security-policy"
 CSP = b"default-src 'none'; frame-ancestors 'none'"
 
@@ -116,6 +118,18 @@ class SecurityHeaders:
             headers.append((CSP_HEADER, CSP))
 
 
+class RequestObserver(Protocol):
+    """Told of every request by `RequestContextMiddleware` (the metrics, when enabled).
+
+    An observer instead of a layer of its own: that layer already reads the clock and sees
+    every status, and a second layer wrapping ``send`` would pay for both again.
+    """
+
+    def started(self, scope: Scope) -> None: ...
+
+    def finished(self, scope: Scope, status: int, seconds: float) -> None: ...
+
+
 class RequestContextMiddleware:
     """What every request gets: an ID, timing, a sampled access log, security headers, and
     a problem-details 500 if the application fails.
@@ -129,6 +143,7 @@ class RequestContextMiddleware:
       of them plus every 5xx and every request slower than ``slow_ms``. A line for every
       request costs about a quarter of the throughput; the metrics count every request.
     - `SecurityHeaders` on every response.
+    - ``observer`` (optional) is told when each request starts and how it ended.
     - An unexpected exception is logged once, with its traceback and the request ID, and
       answered with a bare 500 problem (no stack trace, no SQL) carrying all the headers
       above. Starlette's own last-resort handler runs outside every middleware, where the
@@ -144,12 +159,15 @@ class RequestContextMiddleware:
         sample_rate: float = 0.01,
         slow_ms: float = 1000.0,
         security_headers: SecurityHeaders | None = None,
+        observer: RequestObserver | None = None,
     ) -> None:
         self.app = app
         self.access_logger = access_logger
         self.sample_rate = sample_rate
         self.slow_ms = slow_ms
         self.security_headers = security_headers or SecurityHeaders()
+        self.observer = observer
+        self._route_labels: RouteLabels | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -157,9 +175,12 @@ class RequestContextMiddleware:
             return
 
         start = time.perf_counter()
-        request_id = _incoming_request_id(scope["headers"]) or os.urandom(16).hex()
+        request_id = _incoming_request_id(scope["headers"]) or new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
+        observer = self.observer
+        if observer is not None:
+            observer.started(scope)
         status = 0
         response_bytes = 0
 
@@ -167,11 +188,14 @@ class RequestContextMiddleware:
             nonlocal status, response_bytes
             if message["type"] == "http.response.start":
                 status = message["status"]
-                elapsed_ms = (time.perf_counter() - start) * 1000
-                headers = message["headers"] = list(message.get("headers", ()))
-                headers.append((REQUEST_ID_HEADER, request_id.encode()))
-                headers.append((b"server-timing", f"app;dur={elapsed_ms:.1f}".encode()))
+                timing = b"app;dur=%.1f" % ((time.perf_counter() - start) * 1000)
+                headers = [
+                    *message.get("headers", ()),
+                    (REQUEST_ID_HEADER, request_id.encode()),
+                    (SERVER_TIMING_HEADER, timing),
+                ]
                 self.security_headers.add_to(headers)
+                message["headers"] = headers
             elif message["type"] == "http.response.body":
                 response_bytes += len(message.get("body", b""))
             await send(message)
@@ -184,9 +208,11 @@ class RequestContextMiddleware:
                 raise
             await problem_response(500, scope=scope)(scope, receive, send_with_context)
         finally:
-            duration_ms = (time.perf_counter() - start) * 1000
-            if status >= 500 or duration_ms >= self.slow_ms or random.random() < self.sample_rate:
-                self._log(scope, request_id, status or 500, duration_ms, response_bytes)
+            seconds = time.perf_counter() - start
+            if observer is not None:
+                observer.finished(scope, status or 500, seconds)
+            if status >= 500 or seconds * 1000 >= self.slow_ms or random() < self.sample_rate:
+                self._log(scope, request_id, status or 500, seconds * 1000, response_bytes)
             request_id_var.reset(token)
 
     def _log(
@@ -195,20 +221,28 @@ class RequestContextMiddleware:
         level = logging.ERROR if status >= 500 else logging.INFO
         if not self.access_logger.isEnabledFor(level):
             return
-        route = scope.get("route")
+        if self._route_labels is None:
+            self._route_labels = RouteLabels(scope["app"].routes)
         client = scope.get("client")
         line = {
             "ts": time.time(),
             "request_id": request_id,
             "method": scope["method"],
             "path": scope["path"],
-            "route": getattr(route, "path", None),
+            "route": self._route_labels(scope),
             "status": status,
             "duration_ms": round(duration_ms, 2),
             "bytes": size,
             "client": client[0] if client else None,
         }
         self.access_logger.log(level, orjson.dumps(line).decode())
+
+
+def new_request_id() -> str:
+    """128 random bits as 32 hex digits. From ``random``, not ``os.urandom``: an ID needs to
+    be unique, not secret, and this costs no system call (``random`` is reseeded in every
+    forked worker, so workers do not repeat each other)."""
+    return f"{getrandbits(128):032x}"
 
 
 def _incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:

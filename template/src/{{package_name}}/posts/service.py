@@ -2,8 +2,8 @@
 
 Reads select exactly the columns the response needs (the author's name comes from a join
 on the primary key, the approved-comment count from a correlated subquery served by the
-``comments (post_id, is_approved, ...)`` index) and build the response models straight
-from the rows: one statement per page whatever its size, and no ORM objects.
+``comments (post_id, is_approved, ...)`` index) and encode the JSON straight from the
+rows: one statement per page whatever its size, no ORM objects and no model instances.
 """
 
 from collections.abc import AsyncIterator
@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 from fastapi import HTTPException, status
-from pydantic import TypeAdapter
 from sqlalchemy import Row, Select, bindparam, delete, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -22,7 +21,7 @@ from ..core.cache import Cache
 from ..core.pagination import Keyset, PageParams, keyset_page, next_cursor, page_values
 from ..users.models import User
 from .models import Post as PostRow
-from .schemas import Author, Post, PostCreate, PostPage, PostUpdate, PostWithAuthor
+from .schemas import Post, PostCreate, PostUpdate
 
 posts = PostRow.__table__
 users = User.__table__
@@ -53,8 +52,6 @@ POSTS_TAG = "posts"
 LISTS_TAG = "posts:lists"
 POST_TAGS = (POSTS_TAG,)
 LIST_TAGS = (POSTS_TAG, LISTS_TAG)
-POST_JSON = TypeAdapter(PostWithAuthor)
-PAGE_JSON = TypeAdapter(PostPage)
 
 
 async def commit_and_refresh_posts(session: AsyncSession, data_cache: Cache) -> None:
@@ -78,19 +75,26 @@ WITH_AUTHOR = select(*POST_COLUMNS, users.c.name.label("author_name"), comment_c
 GET_POST = WITH_AUTHOR.where(posts.c.id == bindparam("post_id"))
 
 
-def _with_author(row: Row[Any]) -> PostWithAuthor:
-    # model_construct skips validation: the row comes from our own typed query, and
-    # validating 20 rows again cost ~150 µs per page, a tenth of an uncached list request.
-    return PostWithAuthor.model_construct(
-        id=row.id,
-        author_id=row.author_id,
-        title=row.title,
-        body=row.body,
-        published=row.published,
-        created_at=row.created_at,
-        author=Author.model_construct(id=row.author_id, name=row.author_name),
-        comment_count=row.comment_count,
-    )
+def _post_document(row: Row[Any]) -> dict[str, Any]:
+    """One `PostWithAuthor` as the dict that `encode` turns into exactly Pydantic's JSON for
+    it: the same keys in the same order, UTC written as "Z" (a test holds the two to the same
+    bytes). Building the models first, even unvalidated with ``model_construct``, cost
+    ~117 µs per 20-post page against ~12 µs for this, an eighth of an uncached list request.
+    """
+    return {
+        "id": row.id,
+        "author_id": row.author_id,
+        "title": row.title,
+        "body": row.body,
+        "published": row.published,
+        "created_at": row.created_at,
+        "author": {"id": row.author_id, "name": row.author_name},
+        "comment_count": row.comment_count,
+    }
+
+
+def encode(document: object) -> bytes:
+    return orjson.dumps(document, option=orjson.OPT_UTC_Z)
 
 
 @cache
@@ -130,23 +134,6 @@ def list_posts_query(
     return _keyset_query(WITH_AUTHOR, author_id, published, page)
 
 
-async def list_posts(
-    engine: AsyncEngine, author_id: int | None, published: bool | None, page: PageParams
-) -> PostPage:
-    async with engine.connect() as conn:
-        rows = list(await conn.execute(*list_posts_query(author_id, published, page)))
-    cursor = next_cursor(rows, page.limit)
-    return PostPage.model_construct(items=[_with_author(row) for row in rows], next_cursor=cursor)
-
-
-async def get_post(engine: AsyncEngine, post_id: int) -> PostWithAuthor:
-    async with engine.connect() as conn:
-        row = (await conn.execute(GET_POST, {"post_id": post_id})).first()
-    if row is None:
-        raise _not_found(post_id)
-    return _with_author(row)
-
-
 def post_key(post_id: int) -> str:
     return f"post:{post_id}"
 
@@ -158,13 +145,21 @@ def list_key(author_id: int | None, published: bool | None, page: PageParams) ->
 
 async def get_post_json(engine: AsyncEngine, post_id: int) -> bytes:
     """The post encoded once, for the cache to hand out as is."""
-    return POST_JSON.dump_json(await get_post(engine, post_id))
+    async with engine.connect() as conn:
+        row = (await conn.execute(GET_POST, {"post_id": post_id})).first()
+    if row is None:
+        raise _not_found(post_id)
+    return encode(_post_document(row))
 
 
 async def list_posts_json(
     engine: AsyncEngine, author_id: int | None, published: bool | None, page: PageParams
 ) -> bytes:
-    return PAGE_JSON.dump_json(await list_posts(engine, author_id, published, page))
+    """A `PostPage`, encoded once for the cache."""
+    async with engine.connect() as conn:
+        rows = list(await conn.execute(*list_posts_query(author_id, published, page)))
+    cursor = next_cursor(rows, page.limit)
+    return encode({"items": [_post_document(row) for row in rows], "next_cursor": cursor})
 
 
 async def create_post(session: AsyncSession, data: PostCreate) -> Post:
@@ -237,7 +232,7 @@ async def export_posts(
         more = len(rows) > batch_size
         del rows[batch_size:]
         if rows:
-            yield b"".join(orjson.dumps(row._asdict()) + b"\n" for row in rows)
+            yield b"".join(encode(row._asdict()) + b"\n" for row in rows)
         if not more:
             return
         after = Keyset(rows[-1].created_at, rows[-1].id)
