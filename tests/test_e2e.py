@@ -3,17 +3,20 @@
 Representative combinations only (each costs an install); the render matrix covers the rest.
 """
 
+import json
 import re
 import shlex
 import subprocess
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from fastapi_easy.template import choices
 
-from .e2e import Server, serve, uv_run
+from .e2e import Response, Server, serve, uv_run
 from .project import Project, render, tool
 from .servers import PostgresServer, RedisServer, free_port
 
@@ -116,15 +119,49 @@ def test_postgresql_redis_all_features(
         assert 'http_requests_total{method="POST",route="/api/posts"' in metrics
 
 
-def exercise_api(server: Server) -> None:
-    """A user's first minutes with the API, over real HTTP."""
-    user = server.request("POST", "/api/users", {"email": "ada@example.org", "name": "Ada"})
+def log_in(server: Server, email: str, password: str) -> dict[str, str]:
+    """The OAuth2 password flow (a form post), as a client library would do it."""
+    form = urllib.parse.urlencode({"username": email, "password": password}).encode()
+    request = urllib.request.Request(server.base_url + "/api/auth/token", data=form)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        token = json.loads(response.read())
+    assert token["token_type"] == "bearer"
+    return {"Authorization": f"Bearer {token['access_token']}"}
+
+
+def sign_up(server: Server) -> tuple[int, dict[str, str]]:
+    """Register and log in on a project with auth: the user's id and their auth header."""
+    body = {"email": "ada@example.org", "name": "Ada", "password": "correct horse battery"}
+    user = server.request("POST", "/api/auth/register", body)
     assert user.status == 201, user.body
-    user_id = user.json()["id"]
-    duplicate = server.request("POST", "/api/users", {"email": "ada@example.org", "name": "A"})
+    assert "password" not in user.json()
+    headers = log_in(server, body["email"], body["password"])
+    assert server.get("/api/auth/me", headers).json() == user.json()
+    # Writes without a token are refused, reads are public.
+    anonymous = server.request("POST", "/api/users", {"email": "x@example.org", "name": "X"})
+    assert anonymous.status == 401
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    assert anonymous.headers["content-type"].startswith("application/problem+json")
+    return user.json()["id"], headers
+
+
+def exercise_api(server: Server) -> None:
+    """A user's first minutes with the API, over real HTTP; logged in when it has auth."""
+    if "/api/auth/token" in server.get("/openapi.json").json()["paths"]:
+        user_id, auth = sign_up(server)
+    else:
+        auth = {}
+        user = server.request("POST", "/api/users", {"email": "ada@example.org", "name": "Ada"})
+        assert user.status == 201, user.body
+        user_id = user.json()["id"]
+
+    def write(method: str, path: str, body: object = None) -> Response:
+        return server.request(method, path, body, auth)
+
+    duplicate = write("POST", "/api/users", {"email": "ada@example.org", "name": "A"})
     assert duplicate.status == 409
     assert duplicate.headers["content-type"].startswith("application/problem+json")
-    post = server.request(
+    post = write(
         "POST",
         "/api/posts",
         {"author_id": user_id, "title": "Hello", "body": "First post", "published": True},
@@ -135,16 +172,14 @@ def exercise_api(server: Server) -> None:
     page = server.get(f"/api/posts?author_id={user_id}&limit=5")
     assert page.status == 200
     assert [p["id"] for p in page.json()["items"]] == [post_id]
-    updated = server.request(
-        "PUT", f"/api/posts/{post_id}", {"title": "Hello again", "body": "Edited"}
-    )
+    updated = write("PUT", f"/api/posts/{post_id}", {"title": "Hello again", "body": "Edited"})
     assert updated.status == 200, updated.body
     assert server.get(f"/api/posts/{post_id}").json()["title"] == "Hello again"
-    assert server.request("DELETE", f"/api/posts/{post_id}").status == 204
+    assert write("DELETE", f"/api/posts/{post_id}").status == 204
     missing = server.get(f"/api/posts/{post_id}")
     assert missing.status == 404
     assert missing.json()["status"] == 404
-    invalid = server.request("POST", "/api/users", {"email": "nope", "name": ""})
+    invalid = write("POST", "/api/users", {"email": "nope", "name": ""})
     assert invalid.status == 422
 
 

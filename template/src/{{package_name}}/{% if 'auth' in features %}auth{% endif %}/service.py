@@ -1,0 +1,212 @@
+"""Registration, login, password changes, and token verification with a cache.
+
+Login and password changes read the hash on a connection they release before hashing, and
+write in a short transaction of their own: an argon2 check takes tens of milliseconds,
+and a pool connection held meanwhile would be one fewer for every other request.
+"""
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import HTTPException, status
+from sqlalchemy import bindparam, insert, select, true, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from ..core.cache import MemoryCache
+from ..core.db import Database
+from ..core.models_base import utcnow
+from ..settings import Settings
+from ..users import service as users_service
+from ..users.models import User as UserRow
+from ..users.schemas import User, UserCreate
+from .models import Credential
+from .passwords import Passwords
+from .schemas import AccessToken, AuthenticatedUser, Registration
+from .tokens import InvalidToken, TokenCodec
+
+users = UserRow.__table__
+credentials = Credential.__table__
+
+# The user of a token: still there, still active, and no password change since it was issued.
+GET_TOKEN_USER = (
+    select(*users_service.USER_COLUMNS)
+    .join(credentials, credentials.c.user_id == users.c.id)
+    .where(
+        users.c.id == bindparam("user_id"),
+        users.c.is_active == true(),
+        credentials.c.token_version == bindparam("version"),
+    )
+)
+LOGIN_COLUMNS = (
+    *users_service.USER_COLUMNS,
+    credentials.c.password_hash,
+    credentials.c.token_version,
+)
+GET_LOGIN = (
+    select(*LOGIN_COLUMNS)
+    .join(credentials, credentials.c.user_id == users.c.id)
+    .where(users.c.email == bindparam("email"))
+)
+GET_CREDENTIAL = select(credentials.c.password_hash, credentials.c.token_version).where(
+    credentials.c.user_id == bindparam("user_id")
+)
+
+
+def user_tag(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def unauthorized(detail: str) -> HTTPException:
+    # RFC 6750: a 401 names the scheme the client should use.
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+class Authenticator:
+    """Registration, login, and the answer to "whose token is this?", cached.
+
+    Verifying a token costs an HMAC check and a user lookup (does the user still exist, are
+    they still active?): one SQL statement. A client sends the same token with every request
+    for the token's whole life, so the verified user is kept under the token until the token
+    expires; a hit costs a dict lookup, with no decode and no SQL. Only verified tokens are
+    kept: a bad token is checked again each time (an HMAC, no SQL), so garbage cannot crowd
+    out real entries. The map is ``core.cache.MemoryCache``: bounded, LRU, TTL per entry.
+
+    Revocation: each entry carries the tag ``user:<id>``, and ``forget_user`` drops a user's
+    entries when the user is changed or deleted, or changes their password. Their next
+    request is verified against the database again, where a deleted or deactivated user
+    fails, and so does a token issued before the last password change (its ``ver`` claim is
+    behind ``credentials.token_version``). The users domain knows nothing of tokens:
+    ``deps.forget_tokens_of_changed_user`` watches its write routes instead (wired in
+    ``main.py``). The map lives in one process: another worker or instance keeps serving a
+    revoked token it has cached until the token expires. That bound is why access tokens
+    are short-lived (``AUTH_ACCESS_TOKEN_MINUTES``).
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        tokens: TokenCodec,
+        passwords: Passwords,
+        verified: MemoryCache,
+        dummy_hash: str,
+    ) -> None:
+        self.engine = engine
+        self.tokens = tokens
+        self.passwords = passwords
+        self.verified = verified
+        # Checked against when the e-mail is unknown, so that answer takes as long as a
+        # wrong password: response times do not reveal which e-mails have accounts.
+        self._dummy_hash = dummy_hash
+        # Bumped by every revocation: a verification that read the user before a revocation
+        # and finishes after it must not cache what it read.
+        self._revocations = 0
+
+    async def register(self, session: AsyncSession, data: Registration) -> User:
+        # Hashed before the first statement, so no connection is held while hashing.
+        password_hash = await self.passwords.hash(data.password.get_secret_value())
+        user = await users_service.create_user(
+            session, UserCreate(email=data.email, name=data.name)
+        )
+        await session.execute(
+            insert(credentials).values(
+                user_id=user.id, password_hash=password_hash, updated_at=utcnow()
+            )
+        )
+        return user
+
+    async def log_in(self, email: str, password: str) -> AccessToken:
+        """An access token for the right password of an active user; 401 for anything else."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(GET_LOGIN, {"email": email.strip().lower()})).first()
+        if row is None:
+            await self.passwords.verify(self._dummy_hash, password)
+            raise unauthorized("Incorrect e-mail or password.")
+        if not await self.passwords.verify(row.password_hash, password) or not row.is_active:
+            raise unauthorized("Incorrect e-mail or password.")
+        if self.passwords.needs_rehash(row.password_hash):
+            # The cost settings changed since this hash was made: upgrade it now, the only
+            # moment the plain password is at hand.
+            new_hash = await self.passwords.hash(password)
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    update(credentials)
+                    .where(credentials.c.user_id == row.id)
+                    .values(password_hash=new_hash, updated_at=utcnow())
+                )
+        return self._token(row.id, row.token_version)
+
+    async def change_password(self, user_id: int, current: str, new: str) -> AccessToken:
+        """Replace the password and revoke every token issued before; a fresh token for the
+        caller, so changing the password does not log them out too. 403 for a wrong current
+        password."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(GET_CREDENTIAL, {"user_id": user_id})).first()
+        if row is None or not await self.passwords.verify(row.password_hash, current):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "The current password is incorrect.")
+        new_hash = await self.passwords.hash(new)
+        async with self.engine.begin() as conn:
+            version = (
+                await conn.execute(
+                    update(credentials)
+                    .where(credentials.c.user_id == user_id)
+                    .values(
+                        password_hash=new_hash,
+                        token_version=credentials.c.token_version + 1,
+                        updated_at=utcnow(),
+                    )
+                    .returning(credentials.c.token_version)
+                )
+            ).scalar_one()
+        self.forget_user(user_id)
+        return self._token(user_id, version)
+
+    def _token(self, user_id: int, version: int) -> AccessToken:
+        return AccessToken(
+            access_token=self.tokens.issue(user_id, version),
+            expires_in=self.tokens.lifetime_seconds,
+        )
+
+    async def authenticate(self, token: str) -> AuthenticatedUser | None:
+        """The active user ``token`` belongs to, or None if the token or the user is not valid."""
+        user: AuthenticatedUser | None = self.verified.get(token)
+        if user is not None:
+            return user
+        try:
+            claims = self.tokens.decode(token)
+        except InvalidToken:
+            return None
+        revocations = self._revocations
+        async with self.engine.connect() as conn:
+            values = {"user_id": claims.user_id, "version": claims.version}
+            row = (await conn.execute(GET_TOKEN_USER, values)).first()
+        if row is None:
+            return None
+        user = AuthenticatedUser.model_validate(row._mapping)
+        if revocations == self._revocations:
+            ttl = claims.expires_at - time.time()
+            self.verified.set(token, user, ttl, tags=(user_tag(user.id),))
+        return user
+
+    def forget_user(self, user_id: int) -> None:
+        """Drop the cached verifications of ``user_id``'s tokens (after a change is committed)."""
+        self._revocations += 1
+        self.verified.delete_tag(user_tag(user_id))
+
+
+@asynccontextmanager
+async def open_authenticator(
+    settings: Settings, database: Database
+) -> AsyncIterator[Authenticator]:
+    passwords = Passwords.from_settings(settings)
+    yield Authenticator(
+        engine=database.engine,
+        tokens=TokenCodec.from_settings(settings),
+        passwords=passwords,
+        verified=MemoryCache(settings.auth_token_cache_max_entries),
+        dummy_hash=await passwords.hash(secrets.token_urlsafe(16)),
+    )
