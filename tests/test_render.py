@@ -138,6 +138,13 @@ def test_custom_names_are_used(rendered: dict[str, Path]) -> None:
         ({"cache": "redis"}, ["src/my_service/core/redis.py"], []),
         ({"database": "sqlite"}, [], ["tests/test_connection_budget.py"]),
         ({"database": "postgresql"}, ["tests/test_connection_budget.py"], []),
+        ({"features": []}, [], ["src/my_service/auth", "tests/test_auth.py"]),
+        (
+            {"cache": "redis", "features": ["auth", "rate_limit"]},
+            ["tests/test_auth.py", "tests/test_auth_redis.py", "tests/test_ratelimit_auth.py"],
+            [],
+        ),
+        ({"features": ["auth"]}, ["src/my_service/auth/deps.py"], ["tests/test_auth_redis.py"]),
     ],
 )
 def test_choices_switch_whole_files(

@@ -317,6 +317,10 @@ class Cache:
     ``responses`` is a second L1 area used by the edge response cache; it is invalidated by
     the same tags, so one ``invalidate_tags("posts")`` drops cached post data and cached
     ``/api/posts`` responses alike.
+
+    Other in-process maps that must forget what this cache forgets are ``attach``-ed: they
+    ride the same invalidation path (across instances, with a shared L2) instead of
+    inventing a channel of their own.
     """
 
     def __init__(
@@ -344,6 +348,7 @@ class Cache:
         self.degraded_ttl: float | None = None
         self._flights = SingleFlight()
         self._loading: dict[str, _Load] = {}
+        self._attached: list[MemoryCache] = []
 
     @classmethod
     def from_settings(
@@ -440,6 +445,16 @@ class Cache:
         if self.l2 is not None:
             await self.l2.invalidate((), tags)
 
+    def attach(self, memory: MemoryCache) -> None:
+        """Apply every tag invalidation and every flush to ``memory`` too.
+
+        For a map kept outside the cache, whose entries depend on data that other code
+        invalidates by tag: ``invalidate_tags`` then drops its entries in every process the
+        invalidation reaches, and when invalidations may have been lost (``flush_local``) it
+        is emptied with the L1. Keys are not applied: an attached map has its own key space.
+        """
+        self._attached.append(memory)
+
     def drop_local(self, keys: Iterable[str], tags: Iterable[str]) -> None:
         """Apply an invalidation to this process only (also called for other instances')."""
         self.epoch += 1
@@ -454,6 +469,8 @@ class Cache:
         for tag in tags:
             self.l1.delete_tag(tag)
             self.responses.delete_tag(tag)
+            for memory in self._attached:
+                memory.delete_tag(tag)
         for key, load in list(self._loading.items()):
             if load.tags & tags:
                 self._abandon(key)
@@ -464,6 +481,8 @@ class Cache:
         self.stats.flushes += 1
         self.l1.clear()
         self.responses.clear()
+        for memory in self._attached:
+            memory.clear()
         for key in list(self._loading):
             self._abandon(key)
 

@@ -101,15 +101,15 @@ class SecurityHeaders:
         self.names = frozenset(headers) | {CSP_HEADER}
 
     def add_to(self, headers: list[tuple[bytes, bytes]]) -> None:
+        # ASGI requires lowercase header names, so names compare as they are.
         skip_csp = any_set = False
         for name, value in headers:
-            lowered = name.lower()
-            if lowered == b"content-type":
+            if name == b"content-type":
                 skip_csp = value.startswith(b"text/html")
-            elif lowered in self.names:
+            elif name in self.names:
                 any_set = True
         if any_set:  # rare: fall back to comparing every name
-            present = {name.lower() for name, _ in headers}
+            present = {name for name, _ in headers}
             headers.extend(h for h in self.headers if h[0] not in present)
             skip_csp = skip_csp or CSP_HEADER in present
         else:

@@ -63,7 +63,8 @@ async def forget_tokens_of_changed_user(
     request: Request, authenticator: AuthenticatorDep
 ) -> AsyncIterator[None]:
     """On the users router: after a successful write to ``/api/users/{user_id}`` (deactivate,
-    rename, delete), drop that user's cached token verifications.
+    rename, delete), drop that user's cached token verifications, here and wherever the
+    cache's invalidations reach (every worker and instance with cache=redis).
 
     Declared with ``scope="function"``, its code after ``yield`` runs once the handler has
     returned and the session has committed, before the response is sent: the client that
@@ -73,7 +74,7 @@ async def forget_tokens_of_changed_user(
     yield
     user_id = request.path_params.get("user_id")
     if request.method not in SAFE_METHODS and user_id is not None:
-        authenticator.forget_user(int(user_id))
+        await authenticator.forget_user(int(user_id))
 
 
 async def user_or_address(scope: Scope) -> str | None:

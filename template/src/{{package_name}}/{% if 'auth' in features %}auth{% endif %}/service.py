@@ -14,7 +14,7 @@ from fastapi import HTTPException, status
 from sqlalchemy import bindparam, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from ..core.cache import MemoryCache
+from ..core.cache import Cache, MemoryCache
 from ..core.db import Database
 from ..core.models_base import utcnow
 from ..settings import Settings
@@ -54,8 +54,11 @@ GET_CREDENTIAL = select(credentials.c.password_hash, credentials.c.token_version
 )
 
 
+USER_TAG_PREFIX = "user:"
+
+
 def user_tag(user_id: int) -> str:
-    return f"user:{user_id}"
+    return f"{USER_TAG_PREFIX}{user_id}"
 
 
 def unauthorized(detail: str) -> HTTPException:
@@ -63,6 +66,34 @@ def unauthorized(detail: str) -> HTTPException:
     return HTTPException(
         status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"}
     )
+
+
+class VerifiedTokens(MemoryCache):
+    """Token -> verified user, each entry tagged ``user:<id>``, counting revocations.
+
+    It is attached to the application cache (``Cache.attach``), so it forgets what the cache
+    is told to forget: a user's tag invalidated here by ``Authenticator.forget_user``, the
+    same invalidation arriving from another instance (``Cache.drop_local``), and everything
+    when invalidations may have been lost (``Cache.flush_local``). ``revocations`` counts
+    those drops, whichever way they came, for the generation guard of
+    ``Authenticator.authenticate``. The data cache's own tags (``posts`` ...) reach this map
+    too; they revoke nothing, so they are not counted and do not hold back caching. (That is
+    also why the guard does not use the cache's ``epoch``: it moves with every data write,
+    and under a write-heavy load most verifications would overlap one and go uncached.)
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        super().__init__(max_entries)
+        self.revocations = 0
+
+    def delete_tag(self, tag: str) -> int:
+        if tag.startswith(USER_TAG_PREFIX):
+            self.revocations += 1
+        return super().delete_tag(tag)
+
+    def clear(self) -> None:
+        self.revocations += 1
+        super().clear()
 
 
 class Authenticator:
@@ -73,17 +104,28 @@ class Authenticator:
     for the token's whole life, so the verified user is kept under the token until the token
     expires; a hit costs a dict lookup, with no decode and no SQL. Only verified tokens are
     kept: a bad token is checked again each time (an HMAC, no SQL), so garbage cannot crowd
-    out real entries. The map is ``core.cache.MemoryCache``: bounded, LRU, TTL per entry.
+    out real entries. The map (``VerifiedTokens``) is a ``core.cache.MemoryCache``: bounded,
+    LRU, TTL per entry.
 
-    Revocation: each entry carries the tag ``user:<id>``, and ``forget_user`` drops a user's
-    entries when the user is changed or deleted, or changes their password. Their next
+    Revocation: each entry carries the tag ``user:<id>``, and ``forget_user`` invalidates
+    that tag when the user is changed or deleted, or changes their password. Their next
     request is verified against the database again, where a deleted or deactivated user
     fails, and so does a token issued before the last password change (its ``ver`` claim is
     behind ``credentials.token_version``). The users domain knows nothing of tokens:
     ``deps.forget_tokens_of_changed_user`` watches its write routes instead (wired in
-    ``main.py``). The map lives in one process: another worker or instance keeps serving a
-    revoked token it has cached until the token expires. That bound is why access tokens
-    are short-lived (``AUTH_ACCESS_TOKEN_MINUTES``).
+    ``main.py``).
+
+    Revocations travel the data cache's invalidation path rather than one of their own: the
+    map is attached to the cache (``VerifiedTokens``), and ``forget_user`` is
+    ``cache.invalidate_tags(user_tag(id))``. With the Redis level (cache=redis) that
+    reaches every worker and instance; when the invalidation channel drops, the listener's
+    flush empties this map with the L1, and until it is back entries live at most the
+    cache's ``degraded_ttl``, so a revocation that could not be delivered is honoured within
+    seconds. With the in-process cache, invalidations stay in the process, like the L1's:
+    with several workers, another worker keeps accepting a revoked token it has cached until
+    the token expires. That bound is why access tokens are short-lived
+    (``AUTH_ACCESS_TOKEN_MINUTES``). With ``CACHE_ENABLED=false`` no verification is cached:
+    no invalidation listener runs then.
     """
 
     def __init__(
@@ -92,19 +134,18 @@ class Authenticator:
         engine: AsyncEngine,
         tokens: TokenCodec,
         passwords: Passwords,
-        verified: MemoryCache,
+        cache: Cache,
+        verified: VerifiedTokens,
         dummy_hash: str,
     ) -> None:
         self.engine = engine
         self.tokens = tokens
         self.passwords = passwords
+        self.cache = cache
         self.verified = verified
         # Checked against when the e-mail is unknown, so that answer takes as long as a
         # wrong password: response times do not reveal which e-mails have accounts.
         self._dummy_hash = dummy_hash
-        # Bumped by every revocation: a verification that read the user before a revocation
-        # and finishes after it must not cache what it read.
-        self._revocations = 0
 
     async def register(self, session: AsyncSession, data: Registration) -> User:
         # Hashed before the first statement, so no connection is held while hashing.
@@ -162,7 +203,7 @@ class Authenticator:
                     .returning(credentials.c.token_version)
                 )
             ).scalar_one()
-        self.forget_user(user_id)
+        await self.forget_user(user_id)
         return self._token(user_id, version)
 
     def _token(self, user_id: int, version: int) -> AccessToken:
@@ -180,33 +221,42 @@ class Authenticator:
             claims = self.tokens.decode(token)
         except InvalidToken:
             return None
-        revocations = self._revocations
+        # The generation guard: a verification that read the user before a revocation (from
+        # this process or another instance) or a flush, and finishes after it, must not cache
+        # what it read.
+        revocations = self.verified.revocations
         async with self.engine.connect() as conn:
             values = {"user_id": claims.user_id, "version": claims.version}
             row = (await conn.execute(GET_TOKEN_USER, values)).first()
         if row is None:
             return None
         user = AuthenticatedUser.model_validate(row._mapping)
-        if revocations == self._revocations:
+        if revocations == self.verified.revocations and self.cache.enabled:
             ttl = claims.expires_at - time.time()
+            if self.cache.degraded_ttl is not None:
+                ttl = min(ttl, self.cache.degraded_ttl)
             self.verified.set(token, user, ttl, tags=(user_tag(user.id),))
         return user
 
-    def forget_user(self, user_id: int) -> None:
-        """Drop the cached verifications of ``user_id``'s tokens (after a change is committed)."""
-        self._revocations += 1
-        self.verified.delete_tag(user_tag(user_id))
+    async def forget_user(self, user_id: int) -> None:
+        """Drop the cached verifications of ``user_id``'s tokens here and in every process the
+        cache's invalidations reach. Call it after the change is committed, so a
+        verification that misses meanwhile reads the changed user."""
+        await self.cache.invalidate_tags(user_tag(user_id))
 
 
 @asynccontextmanager
 async def open_authenticator(
-    settings: Settings, database: Database
+    settings: Settings, database: Database, cache: Cache
 ) -> AsyncIterator[Authenticator]:
     passwords = Passwords.from_settings(settings)
+    verified = VerifiedTokens(settings.auth_token_cache_max_entries)
+    cache.attach(verified)
     yield Authenticator(
         engine=database.engine,
         tokens=TokenCodec.from_settings(settings),
         passwords=passwords,
-        verified=MemoryCache(settings.auth_token_cache_max_entries),
+        cache=cache,
+        verified=verified,
         dummy_hash=await passwords.hash(secrets.token_urlsafe(16)),
     )
