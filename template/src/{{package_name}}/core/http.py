@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import problem_response
-from .routes import RouteLabels
+from .routes import route_labels
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,6 @@ class RequestContextMiddleware:
         self.slow_ms = slow_ms
         self.security_headers = security_headers or SecurityHeaders()
         self.observer = observer
-        self._route_labels: RouteLabels | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -225,15 +224,13 @@ class RequestContextMiddleware:
         level = logging.ERROR if status >= 500 else logging.INFO
         if not self.access_logger.isEnabledFor(level):
             return
-        if self._route_labels is None:
-            self._route_labels = RouteLabels(scope["app"].routes)
         client = scope.get("client")
         line = {
             "ts": time.time(),
             "request_id": request_id,
             "method": scope["method"],
             "path": scope["path"],
-            "route": self._route_labels(scope),
+            "route": route_labels(scope["app"])(scope),
             "status": status,
             "duration_ms": round(duration_ms, 2),
             "bytes": size,

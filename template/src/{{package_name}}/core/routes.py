@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 
 from fastapi.routing import iter_route_contexts
+from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 from starlette.types import Scope
 
@@ -73,3 +74,12 @@ class RouteLabels:
 
 def _route_path(path: str, root_path: str) -> str:
     return path[len(root_path) :] if root_path and path.startswith(root_path) else path
+
+
+def route_labels(app: Starlette) -> RouteLabels:
+    """The app's `RouteLabels`, shared by the access log and the metrics. Built on the first
+    request, once every router has been included."""
+    labels: RouteLabels | None = getattr(app.state, "route_labels", None)
+    if labels is None:
+        labels = app.state.route_labels = RouteLabels(app.routes)
+    return labels
