@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,16 @@ def start_server(
         log.seek(0)
         output = ":\n" + log.read().decode()[-2000:]
     raise RuntimeError(f"{app} did not start on port {port}{output}")
+
+
+def expect_ok(url: str) -> None:
+    """Exit unless ``url`` answers 200: wrk counts a fast error page as throughput."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read()[:300].decode(errors="replace")
+        sys.exit(f"{url} answered {exc.code}, not 200 (is DATABASE_URL migrated?): {detail}")
 
 
 @dataclass(frozen=True, slots=True)
