@@ -355,6 +355,11 @@ class BodySizeLimitMiddleware:
     before a byte of the body is read. A chunked body is counted as it streams in and
     refused as soon as it passes the limit, so a client cannot make the server buffer
     an unbounded upload.
+
+    FastAPI's own ``max_body_size`` (Starlette's ``RequestBodyLimitMiddleware``) builds a
+    responder object and wraps ``receive`` and ``send`` for every request, and answers a
+    declared oversize body in plain text; this layer wraps nothing when HTTP/1 framing already
+    bounds the body, and answers with the same problem details as every other error.
     """
 
     def __init__(self, app: ASGIApp, *, max_body_size: int) -> None:
