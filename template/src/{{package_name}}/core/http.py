@@ -15,9 +15,10 @@ import gzip
 import logging
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextvars import ContextVar
 from random import getrandbits, random
+from time import perf_counter
 from typing import Protocol
 
 import orjson
@@ -102,24 +103,27 @@ class SecurityHeaders:
                 f"max-age={hsts_max_age}; includeSubDomains".encode()
             )
         self.headers = list(headers.items())
+        self.with_csp = (*self.headers, (CSP_HEADER, CSP))
         self.names = frozenset(headers) | {CSP_HEADER}
 
-    def add_to(self, headers: list[tuple[bytes, bytes]]) -> None:
+    def added(
+        self, headers: Sequence[tuple[bytes, bytes]], *extra: tuple[bytes, bytes]
+    ) -> list[tuple[bytes, bytes]]:
+        """A new list: ``headers``, then ``extra``, then the security headers they lack.
+
+        One list built in one go: this runs for every response.
+        """
         # ASGI requires lowercase header names, so names compare as they are.
-        skip_csp = any_set = False
         for name, value in headers:
-            if name == b"content-type":
-                skip_csp = value.startswith(b"text/html")
-            elif name in self.names:
-                any_set = True
-        if any_set:  # rare: fall back to comparing every name
-            present = {name for name, _ in headers}
-            headers.extend(h for h in self.headers if h[0] not in present)
-            skip_csp = skip_csp or CSP_HEADER in present
+            if name in self.names or (name == b"content-type" and value.startswith(b"text/html")):
+                break
         else:
-            headers.extend(self.headers)
-        if not skip_csp:
-            headers.append((CSP_HEADER, CSP))
+            return [*headers, *extra, *self.with_csp]
+        # Rare: an endpoint set one of these itself, or the body is HTML.
+        present = {name for name, _ in headers}
+        html = any(n == b"content-type" and v.startswith(b"text/html") for n, v in headers)
+        wanted = self.headers if html else self.with_csp
+        return [*headers, *extra, *(h for h in wanted if h[0] not in present)]
 
 
 class RequestObserver(Protocol):
@@ -177,7 +181,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
 
-        start = time.perf_counter()
+        start = perf_counter()
         request_id = _incoming_request_id(scope["headers"]) or new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
@@ -186,19 +190,18 @@ class RequestContextMiddleware:
             observer.started(scope)
         status = 0
         response_bytes = 0
+        security_headers = self.security_headers
 
         async def send_with_context(message: Message) -> None:
             nonlocal status, response_bytes
             if message["type"] == "http.response.start":
                 status = message["status"]
-                timing = b"app;dur=%.1f" % ((time.perf_counter() - start) * 1000)
-                headers = [
-                    *message.get("headers", ()),
+                timing = b"app;dur=%.1f" % ((perf_counter() - start) * 1000)
+                message["headers"] = security_headers.added(
+                    message.get("headers", ()),
                     (REQUEST_ID_HEADER, request_id.encode()),
                     (SERVER_TIMING_HEADER, timing),
-                ]
-                self.security_headers.add_to(headers)
-                message["headers"] = headers
+                )
             elif message["type"] == "http.response.body":
                 response_bytes += len(message.get("body", b""))
             await send(message)
@@ -211,7 +214,7 @@ class RequestContextMiddleware:
                 raise
             await problem_response(500, scope=scope)(scope, receive, send_with_context)
         finally:
-            seconds = time.perf_counter() - start
+            seconds = perf_counter() - start
             if observer is not None:
                 observer.finished(scope, status or 500, seconds)
             if status >= 500 or seconds * 1000 >= self.slow_ms or random() < self.sample_rate:

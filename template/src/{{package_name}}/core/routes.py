@@ -42,6 +42,11 @@ class RouteLabels:
             self.templates.append((regex, template))
             self.served += [(method, template) for method in sorted(context.methods or ())]
 
+    def template_of(self, route: object) -> str | None:
+        """The template of ``route`` if it is served under one only (else the path decides)."""
+        candidates = self.by_route.get(id(route))
+        return candidates[0][1] if candidates is not None and len(candidates) == 1 else None
+
     def __call__(self, scope: Scope) -> str:
         route = scope.get("route")
         if route is None:
