@@ -79,32 +79,31 @@ def configure_access_log(logger: logging.Logger) -> None:
 class SecurityHeaders:
     """Response headers that close whole classes of browser attacks on an API.
 
-    ``nosniff`` stops browsers from executing a JSON body as script; ``frame-ancestors``
-    and ``X-Frame-Options`` (for browsers without CSP) stop clickjacking; the CSP forbids
-    loading anything from an API response. HTML responses (only the ``/docs`` page here)
-    get no CSP because Swagger UI loads its scripts from a CDN. HSTS is sent only when
-    configured: it is meaningful only behind TLS and hard to undo once browsers have cached
-    it. An endpoint that sets one of these headers itself (say, a page that may be framed)
-    keeps its own value.
+    ``nosniff`` on every response stops browsers from executing a JSON body as script.
+    Against clickjacking each response carries one anti-framing header: API responses the
+    CSP ``frame-ancestors 'none'`` (the CSP also forbids loading anything from them), HTML
+    (only the ``/docs`` page here, which gets no CSP because Swagger UI loads its scripts
+    from a CDN) ``X-Frame-Options: DENY``. Not both: the CSP specification makes
+    ``frame-ancestors`` obsolete ``X-Frame-Options``, and browsers ignore the older header on
+    a response that has both; every browser still supported has had ``frame-ancestors``
+    for a decade. HSTS is sent only when configured: it is meaningful only behind TLS and
+    hard to undo once browsers have cached it. An endpoint that sets one of these headers
+    itself (a page that may be framed sets its own CSP) keeps its own value.
 
-    The set is the one OWASP's REST security cheat sheet lists for API responses. Headers
-    that only govern documents (``Referrer-Policy``, ``Cross-Origin-Opener-Policy``) are
-    left out: each response header costs the server about a microsecond to validate and
-    write, measurable on a cached endpoint, for nothing a JSON response can use.
+    The set follows OWASP's REST security cheat sheet. Headers that only govern documents
+    (``Referrer-Policy``, ``Cross-Origin-Opener-Policy``) are left out: each response
+    header costs the server about a microsecond to validate and write, measurable on a
+    cached endpoint, for nothing a JSON response can use.
     """
 
     def __init__(self, *, hsts_max_age: int = 0) -> None:
-        headers = {
-            b"x-content-type-options": b"nosniff",
-            b"x-frame-options": b"DENY",
-        }
+        common = [(b"x-content-type-options", b"nosniff")]
         if hsts_max_age > 0:
-            headers[b"strict-transport-security"] = (
-                f"max-age={hsts_max_age}; includeSubDomains".encode()
-            )
-        self.headers = list(headers.items())
-        self.with_csp = (*self.headers, (CSP_HEADER, CSP))
-        self.names = frozenset(headers) | {CSP_HEADER}
+            hsts = f"max-age={hsts_max_age}; includeSubDomains".encode()
+            common.append((b"strict-transport-security", hsts))
+        self.for_api = (*common, (CSP_HEADER, CSP))
+        self.for_html = (*common, (b"x-frame-options", b"DENY"))
+        self.names = frozenset(name for name, _ in (*self.for_api, *self.for_html))
 
     def added(
         self, headers: Sequence[tuple[bytes, bytes]], *extra: tuple[bytes, bytes]
@@ -118,11 +117,11 @@ class SecurityHeaders:
             if name in self.names or (name == b"content-type" and value.startswith(b"text/html")):
                 break
         else:
-            return [*headers, *extra, *self.with_csp]
+            return [*headers, *extra, *self.for_api]
         # Rare: an endpoint set one of these itself, or the body is HTML.
         present = {name for name, _ in headers}
         html = any(n == b"content-type" and v.startswith(b"text/html") for n, v in headers)
-        wanted = self.headers if html else self.with_csp
+        wanted = self.for_html if html else self.for_api
         return [*headers, *extra, *(h for h in wanted if h[0] not in present)]
 
 
