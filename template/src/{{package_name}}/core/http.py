@@ -1,4 +1,4 @@
-"""The HTTP middleware chain: request context, security headers, gzip, body size limit.
+"""The HTTP middleware chain: request context, security headers, CORS, gzip, body size limit.
 
 Every class here is plain ASGI. ``BaseHTTPMiddleware`` (and ``@app.middleware("http")``)
 run the endpoint in a separate task and copy each response through a memory stream: three of
@@ -23,6 +23,7 @@ from typing import Protocol
 
 import orjson
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import problem_response
@@ -253,6 +254,49 @@ def _incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
         if name == REQUEST_ID_HEADER:
             return value.decode() if _VALID_REQUEST_ID.fullmatch(value) else None
     return None
+
+
+class CORS(CORSMiddleware):
+    """Starlette's ``CORSMiddleware``, with a short path for requests without an ``Origin``.
+
+    Server-to-server calls and same-origin ``GET``s send no ``Origin``. For those the library
+    only adds ``Vary: Origin`` (so that no cache hands such a response to a cross-origin
+    request), but it wraps the request headers in ``Headers`` and rewrites the response's
+    through ``MutableHeaders`` to do so; with ``CORS_ORIGINS`` set that took about six
+    points of a cached endpoint's throughput (``bench/middleware_cost.py``). Here such
+    requests get the same ``Vary`` from a plain list operation. Every request that carries
+    an ``Origin``, preflights included, gets the library's own handling.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _has_origin(scope["headers"]):
+            await super().__call__(scope, receive, send)
+            return
+
+        async def send_varying(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = _vary_on_origin(message.get("headers", ()))
+            await send(message)
+
+        await self.app(scope, receive, send_varying)
+
+
+def _has_origin(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    # A loop rather than any() over a generator: 95 ns against 225 ns for three headers.
+    for name, _ in headers:  # noqa: SIM110
+        if name == b"origin":
+            return True
+    return False
+
+
+def _vary_on_origin(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with ``Origin`` added to ``Vary``, its values joined into one header as
+    Starlette joins them."""
+    varies = [value for name, value in headers if name.lower() == b"vary"]
+    if not varies:
+        return [*headers, (b"vary", b"Origin")]
+    others = [(name, value) for name, value in headers if name.lower() != b"vary"]
+    return [*others, (b"vary", b", ".join([*varies, b"Origin"]))]
 
 
 class GZipMiddleware:
