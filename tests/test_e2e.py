@@ -238,6 +238,22 @@ def test_readiness_names_redis_when_it_is_down(
         assert body["checks"]["redis"].startswith("error")
 
 
+def test_project_tests_stop_with_a_clear_error_without_redis(
+    full_stack: tuple[Project, str],
+) -> None:
+    """Without a Redis server the cache would run degraded and one assertion fail far from
+    the cause; the generated suite stops before the first test and names the server."""
+    project, database_url = full_stack
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    env = {"TEST_DATABASE_URL": database_url, "TEST_REDIS_URL": dead_redis}
+    result = project.uv("pytest", "-q", "-p", "no:cacheprovider", env=env, check=False)
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout + result.stderr
+    assert f"these tests need a Redis server at {dead_redis}" in output
+    assert "set TEST_REDIS_URL" in output
+    assert " passed" not in output
+
+
 def test_refuses_to_start_when_pools_exceed_max_connections(
     full_stack: tuple[Project, str], postgres: PostgresServer, redis: RedisServer
 ) -> None:
