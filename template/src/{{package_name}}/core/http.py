@@ -249,11 +249,17 @@ def new_request_id() -> str:
     return getrandbits(128).to_bytes(16).hex()  # a third of the time of f"{...:032x}"
 
 
-def _incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name == REQUEST_ID_HEADER:
-            return value.decode() if _VALID_REQUEST_ID.fullmatch(value) else None
+def request_header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    """The first value of request header ``name`` (lowercase, as ASGI gives names), or None."""
+    for header, value in headers:
+        if header == name:
+            return value
     return None
+
+
+def _incoming_request_id(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    value = request_header(headers, REQUEST_ID_HEADER)
+    return value.decode() if value is not None and _VALID_REQUEST_ID.fullmatch(value) else None
 
 
 class CORS(CORSMiddleware):
@@ -269,7 +275,7 @@ class CORS(CORSMiddleware):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or _has_origin(scope["headers"]):
+        if scope["type"] != "http" or request_header(scope["headers"], b"origin") is not None:
             await super().__call__(scope, receive, send)
             return
 
@@ -279,14 +285,6 @@ class CORS(CORSMiddleware):
             await send(message)
 
         await self.app(scope, receive, send_varying)
-
-
-def _has_origin(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    # A loop rather than any() over a generator: 95 ns against 225 ns for three headers.
-    for name, _ in headers:  # noqa: SIM110
-        if name == b"origin":
-            return True
-    return False
 
 
 def _vary_on_origin(headers: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -330,7 +328,9 @@ class GZipMiddleware:
         self.thread_minimum_size = thread_minimum_size
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _accepts_gzip(scope["headers"]):
+        if scope["type"] != "http" or b"gzip" not in (
+            request_header(scope["headers"], b"accept-encoding") or b""
+        ):
             await self.app(scope, receive, send)
             return
 
@@ -371,13 +371,6 @@ class GZipMiddleware:
         if len(body) >= self.thread_minimum_size:
             return await asyncio.to_thread(gzip.compress, body, self.compresslevel, mtime=0)
         return gzip.compress(body, self.compresslevel, mtime=0)
-
-
-def _accepts_gzip(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    for name, value in headers:
-        if name == b"accept-encoding":
-            return b"gzip" in value
-    return False
 
 
 _COMPRESSIBLE = re.compile(rb"text/|application/(?:[\w.+-]*\+)?(?:json|xml|javascript|x-ndjson)")

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from starlette.types import Scope
 
+from ..core.http import request_header
 from .schemas import AuthenticatedUser
 from .service import Authenticator, unauthorized
 
@@ -85,12 +86,12 @@ async def user_or_address(scope: Scope) -> str | None:
     The token is verified (the same cached verification as ``CurrentUser``): an unverified
     ``sub`` would let anyone spend someone else's budget, or mint a fresh one per request.
     """
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer" or not token:
-                return None
-            authenticator: Authenticator = scope["app"].state.authenticator
-            user = await authenticator.authenticate(token.strip())
-            return f"user:{user.id}" if user is not None else None
-    return None
+    authorization = request_header(scope["headers"], b"authorization")
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.decode("latin-1").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    authenticator: Authenticator = scope["app"].state.authenticator
+    user = await authenticator.authenticate(token.strip())
+    return f"user:{user.id}" if user is not None else None
