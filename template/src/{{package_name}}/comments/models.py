@@ -34,3 +34,13 @@ Index(
     Comment.created_at.desc(),
     Comment.id.desc(),
 )
+
+
+def approved_comments_tag(post_id: int) -> str:
+    """Cache tag of a post's approved comments, the ones readers see listed."""
+    return f"post:{post_id}:comments"
+
+
+def comment_count_tag(post_id: int) -> str:
+    """Cache tag of how many approved comments a post has."""
+    return f"post:{post_id}:comment-count"

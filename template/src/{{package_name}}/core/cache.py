@@ -2,23 +2,31 @@
 that keep them correct.
 
 Why hand-written: the libraries we surveyed (cashews, aiocache, fastapi-cache2) each lack
-one of bounded L1 + single-flight + cross-instance invalidation + fail-open, and this module
-is short enough to read in ten minutes.
+one of bounded L1 + single-flight + invalidation by declared dependencies across instances
++ fail-open, and this module is short enough to read in ten minutes.
+
+How invalidation works: every cached read is a ``Cached`` (its encoded JSON and the tags of
+the data it shows, such as ``post:7`` and ``user:3``), and every write names the tags of
+the data it changed (``invalidate_on_commit`` in ``core/deps.py``). After the write's
+transaction commits, exactly the entries carrying one of those tags are dropped, in this
+process, in L2 and in every other instance. Domain code declares both sides next to its
+queries (``posts/service.py`` and its neighbours), and the edge response cache stores
+responses under the tags of the read that produced them, so one mechanism serves both.
 
 - ``MemoryCache`` is the L1: a dict in LRU order (``OrderedDict``: O(1) get, set, evict),
-  bounded by entry count, with a TTL per entry. Expired entries are dropped when read and by
-  small sampled sweeps, never by a full scan that would stall the event loop. When it is
-  full, a new key only displaces the least recently used one if it has been read more
-  often (TinyLFU-style admission): one-off reads stop flushing out the hot keys, which
-  lifts the hit rate of ``bench/cache_hit_rate.py`` from 82 % to 84 %.
-- Values are immutable (``bytes`` of encoded JSON for data, frozen responses for the edge
-  cache), so a hit is handed out as is: no copy, no re-serialization.
+  bounded by entry count, with a TTL per entry and an index from tag to keys. Expired
+  entries are dropped when read and by small sampled sweeps, never by a full scan that
+  would stall the event loop. When it is full, a new key only displaces the least recently
+  used one if it has been read more often (TinyLFU-style admission): one-off reads stop
+  flushing out the hot keys.
+- Values are immutable (``Cached`` for data, frozen responses for the edge cache), so a
+  hit is handed out as is: no copy, no re-serialization.
 - ``TTLPolicy`` chooses each entry's TTL from how often the key is read and how often it is
-  written (the adaptive rule below), clamped to bounds and jittered so entries filled
+  invalidated (the adaptive rule below), clamped to bounds and jittered so entries filled
   together do not all expire together.
 - ``Cache`` is what handlers use (``CacheDep``): ``get_or_load`` coalesces concurrent misses
-  (``SingleFlight``), reads through L1 then L2, and refuses to store a value whose load began
-  before an invalidation of its key or tags (the generation guard).
+  (``SingleFlight``), reads through L1 then L2, and refuses to store a value computed while
+  one of its own tags was invalidated (a ``Fence``).
 - ``stats`` holds plain integer counters per layer; the metrics module reads them at scrape
   time, so the cache imports nothing from it.
 """
@@ -26,13 +34,14 @@ is short enough to read in ten minutes.
 import random
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, Request
+from pydantic_core import to_json
 
 from ..settings import Settings
 from .coalesce import SingleFlight
@@ -160,11 +169,12 @@ class MemoryCache:
         self._remove(key)
         return True
 
-    def delete_tag(self, tag: str) -> int:
+    def delete_tag(self, tag: str) -> list[str]:
+        """Remove every entry carrying ``tag``; returns their keys."""
         keys = list(self._tags.get(tag, ()))
         for key in keys:
             self._remove(key)
-        return len(keys)
+        return keys
 
     def clear(self) -> None:
         self._entries.clear()
@@ -275,6 +285,39 @@ class TTLPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Cached:
+    """A cached read: its encoded body, and the tags of the data it shows.
+
+    The tags are the read's declared dependencies (``post:7``, ``user:3``, ...): a write
+    that changes one of them invalidates every entry carrying it, in the data cache and in
+    the edge response cache alike. Tags are words without spaces.
+    """
+
+    body: bytes
+    tags: frozenset[str]
+
+
+def encode(value: Any) -> bytes:
+    """JSON exactly as FastAPI sends a response model: Pydantic's own serializer."""
+    return to_json(value)
+
+
+def cached(value: Any, tags: Iterable[str]) -> Cached:
+    """A read to cache: ``value`` (a response model) encoded once, with its tags."""
+    return Cached(encode(value), frozenset(tags))
+
+
+def pack(entry: Cached) -> bytes:
+    """The L2's form of an entry: the tags on the first line, then the body."""
+    return " ".join(entry.tags).encode() + b"\n" + entry.body
+
+
+def unpack(data: bytes) -> Cached:
+    tags, _, body = data.partition(b"\n")
+    return Cached(body, frozenset(tags.decode().split()))
+
+
+@dataclass(frozen=True, slots=True)
 class L2Read:
     """What an L2 lookup found: the value (None on a miss) and its remaining TTL in seconds.
 
@@ -282,7 +325,7 @@ class L2Read:
     invalidated anything since: a value loaded after a miss may predate that invalidation.
     """
 
-    value: bytes | None
+    value: Cached | None
     ttl: float = 0.0
     fence: object = None
 
@@ -292,31 +335,37 @@ class SecondLevel(Protocol):
 
     async def get(self, key: str) -> L2Read: ...
 
-    async def set(
-        self, key: str, value: bytes, ttl: float, tags: Iterable[str], fence: object = None
-    ) -> None: ...
+    async def set(self, key: str, value: Cached, ttl: float, fence: object = None) -> None: ...
 
-    async def invalidate(self, keys: Sequence[str], tags: Sequence[str]) -> None:
-        """Delete the keys and tagged keys, and tell the other instances."""
+    async def invalidate(self, tags: Sequence[str]) -> None:
+        """Delete the entries carrying ``tags``, and tell the other instances."""
         ...
 
 
-class _Load:
-    """An in-flight fill; ``stale`` is set when its key or a tag is invalidated meanwhile."""
+class Fence:
+    """Collects the tags invalidated while a value is computed.
 
-    __slots__ = ("stale", "tags")
+    A value computed across an invalidation of one of its own tags may show the data from
+    before the change; storing it would bring the old state back, so it is not stored.
+    Unrelated invalidations do not spoil it.
+    """
 
-    def __init__(self, tags: frozenset[str]) -> None:
-        self.tags = tags
-        self.stale = False
+    __slots__ = ("flushed", "invalidated")
+
+    def __init__(self) -> None:
+        self.invalidated: set[str] = set()
+        self.flushed = False
+
+    def spoils(self, tags: frozenset[str]) -> bool:
+        return self.flushed or not self.invalidated.isdisjoint(tags)
 
 
 class Cache:
-    """Read-through cache of encoded values with single-flight loads and tag invalidation.
+    """Read-through cache of encoded reads with single-flight loads and tag invalidation.
 
     ``responses`` is a second L1 area used by the edge response cache; it is invalidated by
-    the same tags, so one ``invalidate_tags("posts")`` drops cached post data and cached
-    ``/api/posts`` responses alike.
+    the same tags, so ``invalidate("post:7")`` drops the cached post and every cached
+    response that shows it.
 
     Other in-process maps that must forget what this cache forgets are ``attach``-ed: they
     ride the same invalidation path (across instances, with a shared L2) instead of
@@ -341,13 +390,11 @@ class Cache:
         self.l2 = l2
         self.l2_ttl_factor = l2_ttl_factor
         self.enabled = enabled
-        # Bumped by every invalidation; a response computed across a change is not stored.
-        self.epoch = 0
         # Set by the L2 while other instances' invalidations cannot arrive: L1 entries
         # then live at most this long.
         self.degraded_ttl: float | None = None
         self._flights = SingleFlight()
-        self._loading: dict[str, _Load] = {}
+        self._fences: set[Fence] = set()
         self._attached: list[MemoryCache] = []
 
     @classmethod
@@ -377,179 +424,134 @@ class Cache:
             stats=stats,
         )
 
-    async def get(self, key: str, *, tags: Iterable[str] = ()) -> bytes | None:
-        """L1, then L2 (promoting a hit into L1); None on a miss in both.
-
-        Pass the ``tags`` the value was stored with, so a promoted copy is invalidated with them.
-        """
+    async def get(self, key: str) -> Cached | None:
+        """L1, then L2 (promoting a hit into L1); None on a miss in both."""
         if not self.enabled:
             return None
         self.ttl.record_read(key)
-        value: bytes | None = self.l1.get(key)
+        value: Cached | None = self.l1.get(key)
         if value is None and self.l2 is not None:
             read = await self.l2.get(key)
-            value = self._promote(key, read, frozenset(tags), self._seconds(key, None))
+            self._promote(key, read, self._seconds(key, None))
+            value = read.value
         return value
 
-    async def set(
-        self, key: str, value: bytes, *, tags: Iterable[str] = (), ttl: float | None = None
-    ) -> None:
+    async def set(self, key: str, value: Cached, *, ttl: float | None = None) -> None:
         if not self.enabled:
             return
-        tags = frozenset(tags)
         seconds = self._seconds(key, ttl)
-        self.l1.set(key, value, seconds, tags)
+        self.l1.set(key, value, seconds, value.tags)
         if self.l2 is not None:
-            await self.l2.set(key, value, seconds * self.l2_ttl_factor, tags)
+            await self.l2.set(key, value, seconds * self.l2_ttl_factor)
 
     async def get_or_load(
-        self,
-        key: str,
-        load: Callable[[], Awaitable[bytes]],
-        *,
-        tags: Iterable[str] = (),
-        ttl: float | None = None,
-    ) -> bytes:
-        """The cached bytes for ``key``, or ``await load()`` run once for all concurrent misses.
+        self, key: str, load: Callable[[], Awaitable[Cached]], *, ttl: float | None = None
+    ) -> Cached:
+        """The cached read for ``key``, or ``await load()`` run once for all concurrent misses.
 
-        ``load`` returns the encoded value (JSON bytes). Its exceptions reach every waiter and
-        nothing is stored, so the next call loads again. ``tags`` name groups to invalidate
-        together (``"posts"``); ``ttl`` overrides the adaptive TTL.
+        ``load`` returns the encoded read with its tags. Its exceptions reach every waiter
+        and nothing is stored, so the next call loads again. ``ttl`` overrides the adaptive
+        TTL.
         """
         if not self.enabled:
             return await load()
         self.ttl.record_read(key)
-        value: bytes | None = self.l1.get(key)
+        value: Cached | None = self.l1.get(key)
         if value is not None:
             return value
         if key in self._flights:
             self.stats.coalesced += 1
-        result: bytes = await self._flights.do(
-            key, lambda: self._fill(key, load, frozenset(tags), ttl)
-        )
+        result: Cached = await self._flights.do(key, lambda: self._fill(key, load, ttl))
         return result
 
-    async def invalidate(self, *keys: str, tags: Sequence[str] = ()) -> None:
-        """Drop ``keys`` (and entries tagged ``tags``) here, in L2 and in every other instance.
+    async def invalidate(self, *tags: str) -> None:
+        """Drop every entry carrying one of ``tags``: here, in L2 and in every other instance.
 
-        Call it after the change is committed: a reader that misses before the commit would
-        otherwise put the old value back.
+        Call it after the change is committed (``invalidate_on_commit`` does): a reader that
+        misses before the commit would otherwise put the old value back.
         """
-        self.drop_local(keys, tags)
+        if not tags:
+            return
+        self.drop_local(tags)
         if self.l2 is not None:
-            await self.l2.invalidate(keys, tags)
-
-    async def invalidate_tags(self, *tags: str) -> None:
-        """Drop every data entry and cached response carrying one of ``tags``, everywhere."""
-        self.drop_local((), tags)
-        if self.l2 is not None:
-            await self.l2.invalidate((), tags)
+            await self.l2.invalidate(tags)
 
     def attach(self, memory: MemoryCache) -> None:
-        """Apply every tag invalidation and every flush to ``memory`` too.
+        """Apply every invalidation and every flush to ``memory`` too.
 
         For a map kept outside the cache, whose entries depend on data that other code
-        invalidates by tag: ``invalidate_tags`` then drops its entries in every process the
+        invalidates by tag: ``invalidate`` then drops its entries in every process the
         invalidation reaches, and when invalidations may have been lost (``flush_local``) it
-        is emptied with the L1. Keys are not applied: an attached map has its own key space.
+        is emptied with the L1.
         """
         self._attached.append(memory)
 
-    def drop_local(self, keys: Iterable[str], tags: Iterable[str]) -> None:
+    @contextmanager
+    def fenced(self) -> Iterator[Fence]:
+        """A `Fence` open while the block computes a value to store."""
+        fence = Fence()
+        self._fences.add(fence)
+        try:
+            yield fence
+        finally:
+            self._fences.discard(fence)
+
+    def drop_local(self, tags: Iterable[str]) -> None:
         """Apply an invalidation to this process only (also called for other instances')."""
-        self.epoch += 1
-        self.stats.invalidations += 1
-        for key in keys:
-            self.l1.delete(key)
-            self.ttl.record_write(key)
-            self._abandon(key)
         tags = frozenset(tags)
-        if not tags:
-            return
+        self.stats.invalidations += 1
         for tag in tags:
-            self.l1.delete_tag(tag)
+            for key in self.l1.delete_tag(tag):
+                self.ttl.record_write(key)
             self.responses.delete_tag(tag)
             for memory in self._attached:
                 memory.delete_tag(tag)
-        for key, load in list(self._loading.items()):
-            if load.tags & tags:
-                self._abandon(key)
+        for fence in self._fences:
+            fence.invalidated |= tags
+        # A load already running may return the old state: later callers start their own.
+        self._flights.forget_all()
 
     def flush_local(self) -> None:
         """Forget everything held in this process: used when invalidations may have been lost."""
-        self.epoch += 1
         self.stats.flushes += 1
         self.l1.clear()
         self.responses.clear()
         for memory in self._attached:
             memory.clear()
-        for key in list(self._loading):
-            self._abandon(key)
-
-    def snapshot(self) -> dict[str, int]:
-        """Flat counters for logs and the metrics collector."""
-        counters = {
-            f"{layer}_{name}": getattr(stats, name)
-            for layer, stats in self.stats.layers().items()
-            for name in LayerStats.__slots__
-        }
-        counters |= {
-            "promotions": self.stats.promotions,
-            "loads": self.stats.loads,
-            "coalesced": self.stats.coalesced,
-            "invalidations": self.stats.invalidations,
-            "flushes": self.stats.flushes,
-            "l1_entries": len(self.l1),
-            "edge_entries": len(self.responses),
-        }
-        return counters
+        for fence in self._fences:
+            fence.flushed = True
+        self._flights.forget_all()
 
     async def _fill(
-        self,
-        key: str,
-        load: Callable[[], Awaitable[bytes]],
-        tags: frozenset[str],
-        ttl: float | None,
-    ) -> bytes:
-        guard = self._loading[key] = _Load(tags)
-        try:
+        self, key: str, load: Callable[[], Awaitable[Cached]], ttl: float | None
+    ) -> Cached:
+        with self.fenced() as fence:
             seconds = self._seconds(key, ttl)
             read = L2Read(None)
             if self.l2 is not None:
                 read = await self.l2.get(key)
                 if read.value is not None:
-                    return self._promote(key, read, tags, seconds, guard)
+                    self._promote(key, read, seconds, fence)
+                    return read.value
             self.stats.loads += 1
             value = await load()
-            if not guard.stale:
-                self.l1.set(key, value, seconds, tags)
+            if not fence.spoils(value.tags):
+                self.l1.set(key, value, seconds, value.tags)
                 if self.l2 is not None:
-                    ttl_l2 = seconds * self.l2_ttl_factor
-                    await self.l2.set(key, value, ttl_l2, tags, read.fence)
+                    await self.l2.set(key, value, seconds * self.l2_ttl_factor, read.fence)
             return value
-        finally:
-            if self._loading.get(key) is guard:
-                del self._loading[key]
 
-    def _promote(
-        self, key: str, read: L2Read, tags: frozenset[str], cap: float, guard: _Load | None = None
-    ) -> bytes | None:
+    def _promote(self, key: str, read: L2Read, cap: float, fence: Fence | None = None) -> None:
         # Promote with the remaining L2 TTL, capped by what L1 would have chosen, so an entry
         # never outlives its L2 copy and L1 stays as fresh as its own TTL rule wants.
-        if read.value is not None and (guard is None or not guard.stale):
-            self.l1.set(key, read.value, min(read.ttl, cap), tags)
+        value = read.value
+        if value is not None and (fence is None or not fence.spoils(value.tags)):
+            self.l1.set(key, value, min(read.ttl, cap), value.tags)
             self.stats.promotions += 1
-        return read.value
 
     def _seconds(self, key: str, ttl: float | None) -> float:
         seconds = ttl or self.ttl.seconds(key)
         return seconds if self.degraded_ttl is None else min(seconds, self.degraded_ttl)
-
-    def _abandon(self, key: str) -> None:
-        load = self._loading.pop(key, None)
-        if load is not None:
-            load.stale = True
-        self._flights.forget(key)
 
 
 @asynccontextmanager

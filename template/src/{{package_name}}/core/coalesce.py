@@ -53,6 +53,10 @@ class SingleFlight:
         """
         self._flights.pop(key, None)
 
+    def forget_all(self) -> None:
+        """`forget` every flight: after an invalidation whose effect on them is unknown."""
+        self._flights.clear()
+
     def _land(self, key: Hashable, done: asyncio.Task[Any]) -> None:
         if self._flights.get(key) is done:
             del self._flights[key]

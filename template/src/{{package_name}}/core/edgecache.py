@@ -1,39 +1,38 @@
-"""Edge response cache: answer hot public GETs before routing, from the in-process cache.
+"""Edge response cache: answer repeated public GETs before routing, from the in-process cache.
 
 A cache hit inside an endpoint still pays for routing, dependency resolution and the
-response machinery: on this kind of machine a bare FastAPI endpoint answers ~15k requests/s
-while a raw ASGI app sending stored bytes answers ~47k. This pure-ASGI layer sits in front
-of the application and sends a stored response (status, headers, body) directly.
+response machinery. This pure-ASGI layer sits in front of the application and sends a
+stored response (status, headers, body) directly.
 
-What it caches: ``GET`` 200 responses under the configured path prefixes, for requests with
-no ``Authorization`` or ``Cookie`` header (those may vary per user), unless the response
-streams (no ``Content-Length``), sets a cookie, says ``private``/``no-store``, varies on
-anything but ``Accept-Encoding``, or is larger than ``max_body``: those pass untouched.
+What it stores: responses whose endpoint declared the tags of the data they show, with
+``cached_response`` (every cached read of the example domains does). A ``GET`` 200 with
+such tags is stored, for requests with no ``Authorization`` or ``Cookie`` header (those
+may vary per user), unless the response streams (no ``Content-Length``), sets a cookie,
+says ``private``/``no-store``, varies on anything but ``Accept-Encoding``, or is larger
+than ``max_body``: those pass untouched, like every response without tags.
 
 Validation: every stored response carries a strong ``ETag`` computed from the body with
 BLAKE2b (stable across processes and restarts, unlike Python's ``hash()``), and a request
 whose ``If-None-Match`` matches gets ``304 Not Modified`` without a body.
 
-Invalidation: a prefix such as ``/api/posts`` maps to the tag ``posts``. Any successful
-write (``POST``/``PUT``/``PATCH``/``DELETE``, on any path) invalidates every such tag through
-the data cache: reads join resources (a post shows its author's name and its comment
-count), so a write under ``/api/users`` can change a ``/api/posts`` response. This happens
-when the response starts and again after the application has returned (after any
-request-scoped transaction has committed); it reaches every instance, and the data entries
-tagged ``posts`` too. A response computed while any invalidation happened is not stored
-(``Cache.epoch``), so a read racing a write cannot re-insert the old state.
+Invalidation: a stored response carries the tags its endpoint declared, in the same cache
+as the data (``Cache.responses``), so the write that invalidates ``post:7`` drops the
+cached post, the cached list pages showing it and their stored responses together, in
+every instance. A response computed while one of its tags was invalidated is not stored
+(a ``Fence``), so a read racing a write cannot store the old state.
 """
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from hashlib import blake2b
 
+from fastapi import Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .cache import Cache
+from .cache import Cache, Cached
 
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
-WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Where an endpoint leaves the tags of its response, in the request's scope["state"].
+TAGS_STATE = "cache_tags"
 PERSONAL_REQUEST_HEADERS = frozenset({b"authorization", b"cookie"})
 # Set per response by the server, or recomputed when the stored response is sent.
 UNSTORED_RESPONSE_HEADERS = frozenset({b"date", b"server", b"etag", b"x-cache"})
@@ -61,6 +60,12 @@ def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
     return etag in candidates
 
 
+def cached_response(request: Request, read: Cached) -> Response:
+    """The JSON of a cached read; its tags let the edge cache store the response as well."""
+    setattr(request.state, TAGS_STATE, read.tags)
+    return Response(read.body, media_type="application/json")
+
+
 def _cacheable_response(message: Message) -> bool:
     if message["status"] != 200:
         return False
@@ -85,52 +90,29 @@ def _cache_of(scope: Scope) -> Cache | None:
 class EdgeCache:
     """Pure ASGI middleware; reads the ``Cache`` from ``app.state.cache`` per request."""
 
-    def __init__(
-        self, app: ASGIApp, *, paths: Sequence[str], ttl: float, max_body: int = 256 * 1024
-    ) -> None:
+    def __init__(self, app: ASGIApp, *, ttl: float, max_body: int = 256 * 1024) -> None:
         self.app = app
         self.ttl = ttl
         self.max_body = max_body
-        self._prefixes = [(p.rstrip("/"), p.rstrip("/").rsplit("/", 1)[-1]) for p in paths]
-        self._tags = tuple({tag for _, tag in self._prefixes})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] not in CACHEABLE_METHODS:
             await self.app(scope, receive, send)
             return
-        method = scope["method"]
-        if method in WRITE_METHODS:
-            cache = _cache_of(scope)
-            if cache is None:
-                await self.app(scope, receive, send)
-            else:
-                await self._write(cache, scope, receive, send)
-            return
-        # The path first: most requests are not cached here and need nothing else.
-        tag = self._tag_for(scope["path"])
-        cache = _cache_of(scope) if tag is not None else None
-        if tag is None or cache is None:
-            await self.app(scope, receive, send)
-            return
+        cache = _cache_of(scope)
         headers = dict(scope["headers"])
-        if method not in CACHEABLE_METHODS or PERSONAL_REQUEST_HEADERS & headers.keys():
+        if cache is None or PERSONAL_REQUEST_HEADERS & headers.keys():
             await self.app(scope, receive, send)
             return
         key = self._key(scope, headers)
         stored: StoredResponse | None = cache.responses.get(key)
         if stored is not None:
-            await self._send_stored(stored, headers, method, send, b"hit")
+            await self._send_stored(stored, headers, scope["method"], send, b"hit")
             return
-        if method == "HEAD":
+        if scope["method"] == "HEAD":
             await self.app(scope, receive, send)
             return
-        await self._fill(cache, tag, key, headers, scope, receive, send)
-
-    def _tag_for(self, path: str) -> str | None:
-        for prefix, tag in self._prefixes:
-            if path == prefix or path.startswith(prefix + "/"):
-                return tag
-        return None
+        await self._fill(cache, key, headers, scope, receive, send)
 
     @staticmethod
     def _key(scope: Scope, headers: dict[bytes, bytes]) -> str:
@@ -161,26 +143,26 @@ class EdgeCache:
     async def _fill(
         self,
         cache: Cache,
-        tag: str,
         key: str,
         request_headers: dict[bytes, bytes],
         scope: Scope,
         receive: Receive,
         send: Send,
     ) -> None:
-        epoch = cache.epoch
         start: Message | None = None
+        tags: frozenset[str] | None = None
         chunks: list[bytes] = []
         size = 0
         passthrough = False
 
         async def capture(message: Message) -> None:
-            nonlocal start, size, passthrough
+            nonlocal start, tags, size, passthrough
             if passthrough:
                 await send(message)
             elif message["type"] == "http.response.start":
                 start = message
-                if not _cacheable_response(message):
+                tags = scope.get("state", {}).get(TAGS_STATE)
+                if tags is None or not _cacheable_response(message):
                     passthrough = True
                     await send(message)
             elif message["type"] == "http.response.body":
@@ -191,37 +173,23 @@ class EdgeCache:
                     await send(start)
                     await send({**message, "body": b"".join(chunks)})
                 elif not message.get("more_body", False):
-                    stored = self._store(cache, tag, key, epoch, start, b"".join(chunks))
+                    assert start is not None
+                    assert tags is not None
+                    stored = self._stored(start, b"".join(chunks))
+                    if not fence.spoils(tags):
+                        cache.responses.set(key, stored, cache.ttl.jittered(self.ttl), tags)
                     await self._send_stored(stored, request_headers, "GET", send, b"miss")
             else:
                 await send(message)
 
-        await self.app(scope, receive, capture)
+        with cache.fenced() as fence:
+            await self.app(scope, receive, capture)
 
-    def _store(
-        self, cache: Cache, tag: str, key: str, epoch: int, start: Message | None, body: bytes
-    ) -> StoredResponse:
-        assert start is not None
+    @staticmethod
+    def _stored(start: Message, body: bytes) -> StoredResponse:
         headers = tuple(
             (name, value)
             for name, value in start.get("headers", ())
             if name not in UNSTORED_RESPONSE_HEADERS
         )
-        stored = StoredResponse(start["status"], headers, body, strong_etag(body))
-        if cache.epoch == epoch:
-            cache.responses.set(key, stored, cache.ttl.jittered(self.ttl), (tag,))
-        return stored
-
-    async def _write(self, cache: Cache, scope: Scope, receive: Receive, send: Send) -> None:
-        succeeded = False
-
-        async def watch(message: Message) -> None:
-            nonlocal succeeded
-            if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
-                succeeded = True
-                await cache.invalidate_tags(*self._tags)
-            await send(message)
-
-        await self.app(scope, receive, watch)
-        if succeeded:
-            await cache.invalidate_tags(*self._tags)
+        return StoredResponse(start["status"], headers, body, strong_etag(body))

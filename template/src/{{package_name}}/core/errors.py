@@ -28,6 +28,30 @@ log = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
+class DomainError(Exception):
+    """A request the domain refuses, with a message safe to show the client.
+
+    Services raise subclasses (``PostNotFound(NotFound)``) and know nothing of HTTP;
+    `domain_exception_handler` turns them into problem details by their kind.
+    """
+
+    status = 400
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+class Conflict(DomainError):
+    status = 409
+
+
+class InvalidReference(DomainError):
+    """The input names something that does not exist (an unknown author, say)."""
+
+    status = 422
+
+
 def problem_response(
     status: int,
     detail: str | None = None,
@@ -70,6 +94,11 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     )
 
 
+async def domain_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return problem_response(exc.status, str(exc), scope=request.scope)
+
+
 async def validation_exception_handler(request: Request, exc: Exception) -> Response:
     """422 listing each invalid field as ``{"field": "body.title", "message": ..., "type": ...}``.
 
@@ -101,5 +130,6 @@ async def unhandled_exception_handler(request: Request, exc: Exception) -> Respo
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_exception_handler)
+    app.add_exception_handler(DomainError, domain_exception_handler)
     app.add_exception_handler(RequestValidationError, validation_exception_handler)
     app.add_exception_handler(Exception, unhandled_exception_handler)

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, HTTPException, Query, Request, status
-from sqlalchemy import ColumnElement, Integer, Select, bindparam, or_
+from sqlalchemy import ColumnElement, Select, or_
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,12 @@ class PageParams:
     limit: int
     after: Keyset | None
 
+    def __str__(self) -> str:
+        """A stable text form, for cache keys."""
+        if self.after is None:
+            return f"limit={self.limit}"
+        return f"limit={self.limit}&after={self.after.created_at.isoformat()},{self.after.id}"
+
 
 async def page_params(
     request: Request,
@@ -67,39 +73,26 @@ async def page_params(
 PageDep = Annotated[PageParams, Depends(page_params)]
 
 
-AFTER_CREATED_AT = bindparam("after_created_at")
-AFTER_ID = bindparam("after_id")
-LIMIT = bindparam("limit", type_=Integer)
-
-
 def keyset_page(
-    stmt: Select[Any], created_at: ColumnElement[datetime], id_: ColumnElement[int], *, after: bool
+    stmt: Select[Any],
+    created_at: ColumnElement[datetime],
+    id_: ColumnElement[int],
+    page: PageParams,
 ) -> Select[Any]:
-    """Newest first, after the cursor (when ``after``), at most ``:limit`` rows.
-
-    The values are bound parameters, filled in by `page_values`, so a service can build the
-    statement once and reuse it for every page.
+    """Newest first, after the page's cursor, with one row more than asked: the extra row
+    tells whether a next page exists without a COUNT (`next_cursor` drops it).
 
     ``created_at <= x`` is the index range both PostgreSQL and SQLite seek to; the OR only
     filters the rows tied on ``x``. A bare ``a < x OR (a = x AND id < y)`` is no range, and
     PostgreSQL would scan and discard every newer row.
     """
-    if after:
-        stmt = stmt.where(
-            created_at <= AFTER_CREATED_AT,
-            or_(created_at < AFTER_CREATED_AT, id_ < AFTER_ID),
-        )
-    return stmt.order_by(created_at.desc(), id_.desc()).limit(LIMIT)
-
-
-def page_values(page: PageParams) -> dict[str, Any]:
-    """Parameters of a `keyset_page` statement: one row more than asked, to learn whether a
-    next page exists without a COUNT."""
-    values: dict[str, Any] = {"limit": page.limit + 1}
     if page.after is not None:
-        values["after_created_at"] = page.after.created_at
-        values["after_id"] = page.after.id
-    return values
+        after = page.after
+        stmt = stmt.where(
+            created_at <= after.created_at,
+            or_(created_at < after.created_at, id_ < after.id),
+        )
+    return stmt.order_by(created_at.desc(), id_.desc()).limit(page.limit + 1)
 
 
 def next_cursor(rows: list[Any], limit: int) -> str | None:

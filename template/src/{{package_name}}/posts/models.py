@@ -38,3 +38,13 @@ Index(
 )
 # The feed across all authors pages on (created_at, id) alone.
 Index("ix_posts_created_at", Post.created_at.desc(), Post.id.desc())
+
+
+def post_tag(post_id: int) -> str:
+    """Cache tag of the post's own fields: every cached read that shows them carries it."""
+    return f"post:{post_id}"
+
+
+def authored_posts_tag(author_id: int) -> str:
+    """Cache tag of which posts a user wrote: reads showing their post count carry it."""
+    return f"user:{author_id}:posts"

@@ -1,11 +1,12 @@
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
 
 from ..core.cache import CacheDep
 from ..core.deps import DatabaseDep, SessionDep
+from ..core.edgecache import cached_response
 from ..core.pagination import PageDep
 from . import service
 from .schemas import Post, PostBatch, PostCreate, PostPage, PostUpdate, PostWithAuthor
@@ -18,43 +19,36 @@ NOT_FOUND = {404: {"description": "No such post"}}
 UNKNOWN_AUTHOR = {422: {"description": "Invalid input, or author_id names no user"}}
 
 
+# Reads answer from the cache: concurrent misses share one query, and the edge cache stores
+# the response under the same tags (see service.py for what each read shows).
+
+
 @router.get("", response_model=PostPage)
 async def list_posts(
+    request: Request,
     database: DatabaseDep,
     cache: CacheDep,
     page: PageDep,
     author_id: AuthorFilter = None,
     published: PublishedFilter = None,
 ) -> Response:
-    """Newest first, each with its author and approved-comment count, in one query.
-
-    Answered from the cache as encoded JSON; concurrent misses share one query.
-    """
-    body = await cache.get_or_load(
-        service.list_key(author_id, published, page),
-        lambda: service.list_posts_json(database.engine, author_id, published, page),
-        tags=service.LIST_TAGS,
+    """Newest first, each with its author and approved-comment count, in one query."""
+    read = await cache.get_or_load(
+        f"posts?author_id={author_id}&published={published}&{page}",
+        lambda: service.list_posts(database.engine, author_id, published, page),
     )
-    return Response(body, media_type="application/json")
+    return cached_response(request, read)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=UNKNOWN_AUTHOR)
-async def create_post(session: SessionDep, cache: CacheDep, data: PostCreate) -> Post:
-    post = await service.create_post(session, data)
-    await session.commit()
-    await cache.invalidate_tags(service.LISTS_TAG)
-    return post
+async def create_post(session: SessionDep, data: PostCreate) -> Post:
+    return await service.create_post(session, data)
 
 
 @router.post("/batch", status_code=status.HTTP_201_CREATED, responses=UNKNOWN_AUTHOR)
-async def create_posts(
-    session: SessionDep, cache: CacheDep, batch: Annotated[PostBatch, Body()]
-) -> list[Post]:
+async def create_posts(session: SessionDep, batch: Annotated[PostBatch, Body()]) -> list[Post]:
     """Up to 1,000 posts in one multi-row INSERT; all or nothing."""
-    posts = await service.create_posts(session, batch)
-    await session.commit()
-    await cache.invalidate_tags(service.LISTS_TAG)
-    return posts
+    return await service.create_posts(session, batch)
 
 
 @router.get(
@@ -80,31 +74,21 @@ async def export_posts(
 
 
 @router.get("/{post_id}", responses=NOT_FOUND, response_model=PostWithAuthor)
-async def get_post(database: DatabaseDep, cache: CacheDep, post_id: int) -> Response:
-    """Answered from the cache as encoded JSON; a 404 is not cached."""
-    body = await cache.get_or_load(
-        service.post_key(post_id),
-        lambda: service.get_post_json(database.engine, post_id),
-        tags=service.POST_TAGS,
+async def get_post(
+    request: Request, database: DatabaseDep, cache: CacheDep, post_id: int
+) -> Response:
+    read = await cache.get_or_load(
+        f"post:{post_id}", lambda: service.get_post(database.engine, post_id)
     )
-    return Response(body, media_type="application/json")
-
-
-# Writes commit, then invalidate: a read missing in between would otherwise put the old
-# row back in the cache.
+    return cached_response(request, read)
 
 
 @router.put("/{post_id}", responses=NOT_FOUND)
-async def update_post(session: SessionDep, cache: CacheDep, post_id: int, data: PostUpdate) -> Post:
-    post = await service.update_post(session, post_id, data)
-    await session.commit()
-    await cache.invalidate(service.post_key(post_id), tags=[service.LISTS_TAG])
-    return post
+async def update_post(session: SessionDep, post_id: int, data: PostUpdate) -> Post:
+    return await service.update_post(session, post_id, data)
 
 
 @router.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
-async def delete_post(session: SessionDep, cache: CacheDep, post_id: int) -> None:
+async def delete_post(session: SessionDep, post_id: int) -> None:
     """Also deletes the post's comments."""
     await service.delete_post(session, post_id)
-    await session.commit()
-    await cache.invalidate(service.post_key(post_id), tags=[service.LISTS_TAG])

@@ -36,3 +36,8 @@ Index(
 )
 # The unfiltered list pages on (created_at, id) alone.
 Index("ix_users_created_at", User.created_at.desc(), User.id.desc())
+
+
+def user_tag(user_id: int) -> str:
+    """Cache tag of the user's own fields: every cached read that shows them carries it."""
+    return f"user:{user_id}"

@@ -1,25 +1,31 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from ..core.cache import CacheDep
 from ..core.deps import DatabaseDep, SessionDep
+from ..core.edgecache import cached_response
 from ..core.pagination import PageDep
-from ..posts.service import commit_and_refresh_posts
 from . import service
 from .schemas import User, UserCreate, UserPage, UserUpdate, UserWithPostCount
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 
 
-@router.get("")
+@router.get("", response_model=UserPage)
 async def list_users(
+    request: Request,
     database: DatabaseDep,
+    cache: CacheDep,
     page: PageDep,
     is_active: Annotated[bool | None, Query(description="Only active or inactive users")] = None,
-) -> UserPage:
-    """Newest first, each with the number of posts they wrote, in one query."""
-    return await service.list_users(database.engine, is_active, page)
+) -> Response:
+    """Newest first, each with the number of posts they wrote, in one query; cached."""
+    read = await cache.get_or_load(
+        f"users?is_active={is_active}&{page}",
+        lambda: service.list_users(database.engine, is_active, page),
+    )
+    return cached_response(request, read)
 
 
 @router.post(
@@ -29,19 +35,24 @@ async def create_user(session: SessionDep, data: UserCreate) -> User:
     return await service.create_user(session, data)
 
 
-@router.get("/{user_id}", responses={404: {"description": "No such user"}})
-async def get_user(database: DatabaseDep, user_id: int) -> UserWithPostCount:
-    return await service.get_user(database.engine, user_id)
+@router.get(
+    "/{user_id}", response_model=UserWithPostCount, responses={404: {"description": "No such user"}}
+)
+async def get_user(
+    request: Request, database: DatabaseDep, cache: CacheDep, user_id: int
+) -> Response:
+    read = await cache.get_or_load(
+        f"user:{user_id}", lambda: service.get_user(database.engine, user_id)
+    )
+    return cached_response(request, read)
 
 
 @router.put(
     "/{user_id}",
     responses={404: {"description": "No such user"}, 409: {"description": "E-mail taken"}},
 )
-async def update_user(session: SessionDep, cache: CacheDep, user_id: int, data: UserUpdate) -> User:
-    user = await service.update_user(session, user_id, data)
-    await commit_and_refresh_posts(session, cache)
-    return user
+async def update_user(session: SessionDep, user_id: int, data: UserUpdate) -> User:
+    return await service.update_user(session, user_id, data)
 
 
 @router.delete(
@@ -49,7 +60,6 @@ async def update_user(session: SessionDep, cache: CacheDep, user_id: int, data: 
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"description": "No such user"}},
 )
-async def delete_user(session: SessionDep, cache: CacheDep, user_id: int) -> None:
+async def delete_user(session: SessionDep, user_id: int) -> None:
     """Also deletes the user's posts and comments."""
     await service.delete_user(session, user_id)
-    await commit_and_refresh_posts(session, cache)

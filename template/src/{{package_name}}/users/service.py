@@ -1,81 +1,106 @@
-"""Users: queries written against the table, not the ORM.
+"""Users: the queries, and what each read shows and each write changes, for the cache.
 
-Reads select exactly the columns the response needs and hand the rows to Pydantic: no
-ORM objects are built, which is most of the CPU an ORM read costs. The post count is a
-correlated subquery served by the ``posts (author_id, ...)`` index; a JOIN + GROUP BY
-made PostgreSQL sequential-scan posts and was measured 34% slower.
+Reads select exactly the columns the response needs and hand the rows to Pydantic: no ORM
+objects are built, which is most of the CPU an ORM read costs. The post count is a
+correlated subquery served by the ``posts (author_id, ...)`` index; a JOIN + GROUP BY made
+PostgreSQL scan every post.
+
+Cached reads carry the tags of the users they show (``user_tag``: their fields, also shown
+with their posts) and of their post counts (``authored_posts_tag``, changed by the posts
+domain). List pages follow the rule of ``posts/service.py``: a new user enters first pages
+only, and one whose ``is_active`` flips can enter any page of the lists filtered on it.
 """
 
-from functools import cache
 from typing import Any
 
-from fastapi import HTTPException, status
-from sqlalchemy import Select, bindparam, delete, func, insert, select, update
+from sqlalchemy import Row, Select, delete, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from ..core.pagination import PageParams, keyset_page, next_cursor, page_values
-from ..posts.models import Post
+from ..comments.models import Comment, approved_comments_tag, comment_count_tag
+from ..core.cache import Cached, cached
+from ..core.deps import invalidate_on_commit
+from ..core.errors import Conflict, InvalidReference, NotFound
+from ..core.pagination import PageParams, keyset_page, next_cursor
+from ..posts.models import Post, authored_posts_tag
 from .models import User as UserRow
+from .models import user_tag
 from .schemas import User, UserCreate, UserPage, UserUpdate, UserWithPostCount
 
 users = UserRow.__table__
 posts = Post.__table__
+comments = Comment.__table__
+
+
+class UserNotFound(NotFound):
+    def __init__(self, user_id: int) -> None:
+        super().__init__(f"User {user_id} does not exist.")
+
+
+class EmailTaken(Conflict):
+    def __init__(self, email: str) -> None:
+        super().__init__(f"A user with e-mail {email} already exists.")
+
+
+class UnknownUser(InvalidReference):
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field} names no existing user.")
+
 
 USER_COLUMNS = (users.c.id, users.c.email, users.c.name, users.c.is_active, users.c.created_at)
-
 post_count = (
     select(func.count())
     .where(posts.c.author_id == users.c.id)
     .scalar_subquery()
     .label("post_count")
 )
-
-
-def _not_found(user_id: int) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, f"User {user_id} does not exist.")
-
-
-def _email_taken(email: str) -> HTTPException:
-    return HTTPException(status.HTTP_409_CONFLICT, f"A user with e-mail {email} already exists.")
-
-
 WITH_POST_COUNT = select(*USER_COLUMNS, post_count)
-GET_USER = WITH_POST_COUNT.where(users.c.id == bindparam("user_id"))
 
 
-@cache
-def _list_statement(by_active: bool, after: bool) -> Select[Any]:
-    """Built once per combination of filters and reused: see ``posts.service``."""
+def list_users_query(is_active: bool | None, page: PageParams) -> Select[Any]:
     stmt = WITH_POST_COUNT
-    if by_active:
-        stmt = stmt.where(users.c.is_active == bindparam("is_active"))
-    return keyset_page(stmt, users.c.created_at, users.c.id, after=after)
-
-
-def list_users_query(
-    is_active: bool | None, page: PageParams
-) -> tuple[Select[Any], dict[str, Any]]:
-    values = page_values(page)
     if is_active is not None:
-        values["is_active"] = is_active
-    return _list_statement(is_active is not None, page.after is not None), values
+        stmt = stmt.where(users.c.is_active == is_active)
+    return keyset_page(stmt, users.c.created_at, users.c.id, page)
 
 
-async def list_users(engine: AsyncEngine, is_active: bool | None, page: PageParams) -> UserPage:
+def _shown(row: Row[Any]) -> set[str]:
+    return {user_tag(row.id), authored_posts_tag(row.id)}
+
+
+def _first_page_tag(is_active: bool | None) -> str:
+    """The first pages of a list: where a new user enters it."""
+    return f"users:first:{is_active}"
+
+
+def _filtered_tag(is_active: bool) -> str:
+    """Every page of a list filtered on ``is_active``: a user whose flag flips enters anywhere."""
+    return f"users:active={is_active}"
+
+
+def _list_tags(is_active: bool | None, first_page: bool) -> set[str]:
+    tags = {_first_page_tag(is_active)} if first_page else set()
+    if is_active is not None:
+        tags.add(_filtered_tag(is_active))
+    return tags
+
+
+async def get_user(engine: AsyncEngine, user_id: int) -> Cached:
     async with engine.connect() as conn:
-        rows = list(await conn.execute(*list_users_query(is_active, page)))
-    cursor = next_cursor(rows, page.limit)
-    items = [UserWithPostCount.model_validate(row._mapping) for row in rows]
-    return UserPage(items=items, next_cursor=cursor)
-
-
-async def get_user(engine: AsyncEngine, user_id: int) -> UserWithPostCount:
-    async with engine.connect() as conn:
-        row = (await conn.execute(GET_USER, {"user_id": user_id})).first()
+        row = (await conn.execute(WITH_POST_COUNT.where(users.c.id == user_id))).first()
     if row is None:
-        raise _not_found(user_id)
-    return UserWithPostCount.model_validate(row._mapping)
+        raise UserNotFound(user_id)
+    return cached(UserWithPostCount.model_validate(row._mapping), _shown(row))
+
+
+async def list_users(engine: AsyncEngine, is_active: bool | None, page: PageParams) -> Cached:
+    async with engine.connect() as conn:
+        rows = list(await conn.execute(list_users_query(is_active, page)))
+    cursor = next_cursor(rows, page.limit)
+    tags = _list_tags(is_active, first_page=page.after is None)
+    tags.update(*(_shown(row) for row in rows))
+    items = [UserWithPostCount.model_validate(row._mapping) for row in rows]
+    return cached(UserPage(items=items, next_cursor=cursor), tags)
 
 
 async def create_user(session: AsyncSession, data: UserCreate) -> User:
@@ -83,11 +108,16 @@ async def create_user(session: AsyncSession, data: UserCreate) -> User:
     try:
         row = (await session.execute(stmt)).one()
     except IntegrityError as exc:
-        raise _email_taken(data.email) from exc
+        raise EmailTaken(data.email) from exc
+    invalidate_on_commit(session, _first_page_tag(None), _first_page_tag(row.is_active))
     return User.model_validate(row._mapping)
 
 
 async def update_user(session: AsyncSession, user_id: int, data: UserUpdate) -> User:
+    before = select(users.c.is_active).where(users.c.id == user_id).with_for_update()
+    was_active = (await session.execute(before)).scalar()
+    if was_active is None:
+        raise UserNotFound(user_id)
     stmt = (
         update(users)
         .where(users.c.id == user_id)
@@ -95,16 +125,30 @@ async def update_user(session: AsyncSession, user_id: int, data: UserUpdate) -> 
         .returning(*USER_COLUMNS)
     )
     try:
-        row = (await session.execute(stmt)).first()
+        row = (await session.execute(stmt)).one()
     except IntegrityError as exc:
-        raise _email_taken(data.email) from exc
-    if row is None:
-        raise _not_found(user_id)
+        raise EmailTaken(data.email) from exc
+    invalidate_on_commit(session, user_tag(user_id))
+    if row.is_active != was_active:
+        invalidate_on_commit(session, _filtered_tag(row.is_active))
     return User.model_validate(row._mapping)
 
 
 async def delete_user(session: AsyncSession, user_id: int) -> None:
-    """Deletes the user's posts and comments too (ON DELETE CASCADE, indexed foreign keys)."""
-    result = await session.execute(delete(users).where(users.c.id == user_id).returning(users.c.id))
-    if result.first() is None:
-        raise _not_found(user_id)
+    """Deletes the user's posts and comments too (ON DELETE CASCADE, indexed foreign keys).
+
+    Reads of the user and of their posts carry the user's tag. The cascade also changes
+    comment lists: those of the user's posts go, and so do the user's approved comments on
+    other people's posts, with those posts' comment counts.
+    """
+    own_posts = select(posts.c.id).where(posts.c.author_id == user_id)
+    commented = select(comments.c.post_id).where(
+        comments.c.author_id == user_id, comments.c.is_approved == true()
+    )
+    post_ids = (await session.execute(own_posts.union(commented))).scalars().all()
+    stmt = delete(users).where(users.c.id == user_id).returning(users.c.id)
+    if (await session.execute(stmt)).first() is None:
+        raise UserNotFound(user_id)
+    invalidate_on_commit(session, user_tag(user_id))
+    for post_id in post_ids:
+        invalidate_on_commit(session, approved_comments_tag(post_id), comment_count_tag(post_id))

@@ -60,24 +60,6 @@ async def require_user_for_writes(
         await current_user(authenticator, token)
 
 
-async def forget_tokens_of_changed_user(
-    request: Request, authenticator: AuthenticatorDep
-) -> AsyncIterator[None]:
-    """On the users router: after a successful write to ``/api/users/{user_id}`` (deactivate,
-    rename, delete), drop that user's cached token verifications, here and wherever the
-    cache's invalidations reach (every worker and instance with cache=redis).
-
-    Declared with ``scope="function"``, its code after ``yield`` runs once the handler has
-    returned and the session has committed, before the response is sent: the client that
-    deactivated a user never sees that user's token still accepted. A handler that raises
-    skips it.
-    """
-    yield
-    user_id = request.path_params.get("user_id")
-    if request.method not in SAFE_METHODS and user_id is not None:
-        await authenticator.forget_user(int(user_id))
-
-
 async def user_or_address(scope: Scope) -> str | None:
     """The rate limiter's client identity: ``user:<id>`` for a valid bearer token, else None
     (the limiter then uses the address). Users behind one NAT get a budget each, and a user

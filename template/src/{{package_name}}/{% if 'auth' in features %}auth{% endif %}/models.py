@@ -24,3 +24,8 @@ class Credential(Base):
     # a password change bumps it, and every token issued before stops verifying.
     token_version: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+def credentials_tag(user_id: int) -> str:
+    """Cache tag of the user's password: a change revokes their cached token verifications."""
+    return f"user:{user_id}:credentials"

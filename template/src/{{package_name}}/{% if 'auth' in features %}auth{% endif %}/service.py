@@ -20,8 +20,9 @@ from ..core.models_base import utcnow
 from ..settings import Settings
 from ..users import service as users_service
 from ..users.models import User as UserRow
+from ..users.models import user_tag
 from ..users.schemas import User, UserCreate
-from .models import Credential
+from .models import Credential, credentials_tag
 from .passwords import Passwords
 from .schemas import AccessToken, AuthenticatedUser, Registration
 from .tokens import InvalidToken, TokenCodec
@@ -54,13 +55,6 @@ GET_CREDENTIAL = select(credentials.c.password_hash, credentials.c.token_version
 )
 
 
-USER_TAG_PREFIX = "user:"
-
-
-def user_tag(user_id: int) -> str:
-    return f"{USER_TAG_PREFIX}{user_id}"
-
-
 def unauthorized(detail: str) -> HTTPException:
     # RFC 6750: a 401 names the scheme the client should use.
     return HTTPException(
@@ -69,31 +63,14 @@ def unauthorized(detail: str) -> HTTPException:
 
 
 class VerifiedTokens(MemoryCache):
-    """Token -> verified user, each entry tagged ``user:<id>``, counting revocations.
+    """Token -> verified user, each entry tagged with the user's tag and credentials tag.
 
     It is attached to the application cache (``Cache.attach``), so it forgets what the cache
-    is told to forget: a user's tag invalidated here by ``Authenticator.forget_user``, the
-    same invalidation arriving from another instance (``Cache.drop_local``), and everything
-    when invalidations may have been lost (``Cache.flush_local``). ``revocations`` counts
-    those drops, whichever way they came, for the generation guard of
-    ``Authenticator.authenticate``. The data cache's own tags (``posts`` ...) reach this map
-    too; they revoke nothing, so they are not counted and do not hold back caching. (That is
-    also why the guard does not use the cache's ``epoch``: it moves with every data write,
-    and under a write-heavy load most verifications would overlap one and go uncached.)
+    is told to forget: a write to the user (rename, deactivation, deletion: the users domain
+    invalidates ``user_tag``), a password change (``credentials_tag``), the same
+    invalidations arriving from another instance, and everything when invalidations may
+    have been lost (``Cache.flush_local``).
     """
-
-    def __init__(self, max_entries: int) -> None:
-        super().__init__(max_entries)
-        self.revocations = 0
-
-    def delete_tag(self, tag: str) -> int:
-        if tag.startswith(USER_TAG_PREFIX):
-            self.revocations += 1
-        return super().delete_tag(tag)
-
-    def clear(self) -> None:
-        self.revocations += 1
-        super().clear()
 
 
 class Authenticator:
@@ -203,7 +180,7 @@ class Authenticator:
                     .returning(credentials.c.token_version)
                 )
             ).scalar_one()
-        await self.forget_user(user_id)
+        await self.forget_credentials(user_id)
         return self._token(user_id, version)
 
     def _token(self, user_id: int, version: int) -> AccessToken:
@@ -221,28 +198,28 @@ class Authenticator:
             claims = self.tokens.decode(token)
         except InvalidToken:
             return None
-        # The generation guard: a verification that read the user before a revocation (from
-        # this process or another instance) or a flush, and finishes after it, must not cache
-        # what it read.
-        revocations = self.verified.revocations
-        async with self.engine.connect() as conn:
-            values = {"user_id": claims.user_id, "version": claims.version}
-            row = (await conn.execute(GET_TOKEN_USER, values)).first()
+        tags = frozenset({user_tag(claims.user_id), credentials_tag(claims.user_id)})
+        # A verification that read the user before a revocation (from this process or
+        # another instance) or a flush, and finishes after it, must not cache what it read.
+        with self.cache.fenced() as fence:
+            async with self.engine.connect() as conn:
+                values = {"user_id": claims.user_id, "version": claims.version}
+                row = (await conn.execute(GET_TOKEN_USER, values)).first()
         if row is None:
             return None
         user = AuthenticatedUser.model_validate(row._mapping)
-        if revocations == self.verified.revocations and self.cache.enabled:
+        if not fence.spoils(tags) and self.cache.enabled:
             ttl = claims.expires_at - time.time()
             if self.cache.degraded_ttl is not None:
                 ttl = min(ttl, self.cache.degraded_ttl)
-            self.verified.set(token, user, ttl, tags=(user_tag(user.id),))
+            self.verified.set(token, user, ttl, tags=tags)
         return user
 
-    async def forget_user(self, user_id: int) -> None:
+    async def forget_credentials(self, user_id: int) -> None:
         """Drop the cached verifications of ``user_id``'s tokens here and in every process the
         cache's invalidations reach. Call it after the change is committed, so a
-        verification that misses meanwhile reads the changed user."""
-        await self.cache.invalidate_tags(user_tag(user_id))
+        verification that misses meanwhile reads the changed password's token version."""
+        await self.cache.invalidate(credentials_tag(user_id))
 
 
 @asynccontextmanager
