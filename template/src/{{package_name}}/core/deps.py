@@ -51,15 +51,15 @@ async def get_session(database: DatabaseDep, cache: CacheDep) -> AsyncIterator[A
     written, and the response's client reads its own write at once. Nothing commits in a
     ``finally``: an exception must never be committed.
     """
-    async with database.sessionmaker() as session:
+    async with database.transaction() as session:
         try:
             yield session
         except BaseException:
             await session.rollback()
             raise
-        else:
-            await session.commit()
-            await cache.invalidate(*session.info.pop(CHANGED_TAGS, ()))
+        await session.commit()
+        changed = session.info.pop(CHANGED_TAGS, ())
+    await cache.invalidate(*changed)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
