@@ -305,6 +305,34 @@ def test_load_test_tool_prints_the_sweep_table(demo: Project, tmp_path: Path) ->
     assert plot.read_text().startswith("<svg")
 
 
+def test_mixed_load_bench_prints_read_only_and_mixed_runs_side_by_side(demo: Project) -> None:
+    """bench/mixed_load.py seeds, serves, and drives reads with each kind of write, without
+    errors; a write that changes nothing cached (a pending comment) leaves the hit rates up."""
+    result = demo.uv(
+        "python", "bench/mixed_load.py", "--duration", "1", "--rounds", "1", "--users", "10",
+        "--posts", "60", "--connections", "8", "--mix", "comment=0.05",
+        "--mix", "title=0.05,post=0.02", "--raw",
+    )  # fmt: skip
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ")]
+    cells = {row[0].strip(): [cell.strip() for cell in row[1:]] for row in rows[2:]}
+    assert list(cells) == [
+        "read-only",
+        "+5% comment",
+        "+5% title, +2% post",
+        "raw ASGI app, same bytes (read-only mix)",
+    ]
+    for name, (rate, _ratio, _p50, _p99, errors, *_hit_rates) in cells.items():
+        assert float(rate.replace(",", "")) > 0, name
+        assert errors == "0", name
+    edge_hits = float(cells["+5% comment"][5].rstrip("%"))
+    assert edge_hits > 80, "pending comments must not drop the cached reads"
+
+
+def test_cache_hit_rate_bench_replays_a_zipf_workload(demo: Project) -> None:
+    result = demo.uv("python", "bench/cache_hit_rate.py", "--keys", "2000", "--requests", "20000")
+    assert "L1" in result.stdout
+
+
 def test_list_bench_compares_each_app_with_its_hand_written_twin(
     demo: Project, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ Example::
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -36,6 +37,18 @@ class DomainError(Exception):
     """
 
     status = 400
+    headers: Mapping[str, str] | None = None
+
+
+class Unauthorized(DomainError):
+    """No valid credentials. RFC 6750: the answer names the scheme to use."""
+
+    status = 401
+    headers: Mapping[str, str] | None = MappingProxyType({"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(DomainError):
+    status = 403
 
 
 class NotFound(DomainError):
@@ -96,7 +109,7 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
 
 async def domain_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DomainError)
-    return problem_response(exc.status, str(exc), scope=request.scope)
+    return problem_response(exc.status, str(exc), scope=request.scope, headers=exc.headers)
 
 
 async def validation_exception_handler(request: Request, exc: Exception) -> Response:

@@ -11,9 +11,10 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from starlette.types import Scope
 
+from ..core.errors import Unauthorized
 from ..core.http import request_header
 from .schemas import AuthenticatedUser
-from .service import Authenticator, unauthorized
+from .service import Authenticator
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -36,10 +37,10 @@ async def current_user(authenticator: AuthenticatorDep, token: BearerToken) -> A
     """The user of a valid bearer token; 401 when the token is missing, malformed, tampered
     with, expired, for another audience, or when its user is deleted or deactivated."""
     if token is None:
-        raise unauthorized("Not authenticated: send an access token (Authorization: Bearer).")
+        raise Unauthorized("Not authenticated: send an access token (Authorization: Bearer).")
     user = await authenticator.authenticate(token)
     if user is None:
-        raise unauthorized("The access token is invalid or has expired.")
+        raise Unauthorized("The access token is invalid or has expired.")
     return user
 
 

@@ -10,12 +10,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import HTTPException, status
 from sqlalchemy import bindparam, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ..core.cache import Cache, MemoryCache
 from ..core.db import Database
+from ..core.errors import Forbidden, Unauthorized
 from ..core.models_base import utcnow
 from ..settings import Settings
 from ..users import service as users_service
@@ -53,13 +53,6 @@ GET_LOGIN = (
 GET_CREDENTIAL = select(credentials.c.password_hash, credentials.c.token_version).where(
     credentials.c.user_id == bindparam("user_id")
 )
-
-
-def unauthorized(detail: str) -> HTTPException:
-    # RFC 6750: a 401 names the scheme the client should use.
-    return HTTPException(
-        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"}
-    )
 
 
 class VerifiedTokens(MemoryCache):
@@ -143,9 +136,9 @@ class Authenticator:
             row = (await conn.execute(GET_LOGIN, {"email": email.strip().lower()})).first()
         if row is None:
             await self.passwords.verify(self._dummy_hash, password)
-            raise unauthorized("Incorrect e-mail or password.")
+            raise Unauthorized("Incorrect e-mail or password.")
         if not await self.passwords.verify(row.password_hash, password) or not row.is_active:
-            raise unauthorized("Incorrect e-mail or password.")
+            raise Unauthorized("Incorrect e-mail or password.")
         if self.passwords.needs_rehash(row.password_hash):
             # The cost settings changed since this hash was made: upgrade it now, the only
             # moment the plain password is at hand.
@@ -165,7 +158,7 @@ class Authenticator:
         async with self.engine.connect() as conn:
             row = (await conn.execute(GET_CREDENTIAL, {"user_id": user_id})).first()
         if row is None or not await self.passwords.verify(row.password_hash, current):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, "The current password is incorrect.")
+            raise Forbidden("The current password is incorrect.")
         new_hash = await self.passwords.hash(new)
         async with self.engine.begin() as conn:
             version = (
