@@ -5,7 +5,6 @@ Handlers that need the caller declare ``user: CurrentUser``; tests replace ``cur
 (or ``require_user_for_writes``) with ``app.dependency_overrides``.
 """
 
-from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
