@@ -77,17 +77,17 @@ class Authenticator:
     out real entries. The map (``VerifiedTokens``) is a ``core.cache.MemoryCache``: bounded,
     LRU, TTL per entry.
 
-    Revocation: each entry carries the tag ``user:<id>``, and ``forget_user`` invalidates
-    that tag when the user is changed or deleted, or changes their password. Their next
-    request is verified against the database again, where a deleted or deactivated user
-    fails, and so does a token issued before the last password change (its ``ver`` claim is
-    behind ``credentials.token_version``). The users domain knows nothing of tokens:
-    ``deps.forget_tokens_of_changed_user`` watches its write routes instead (wired in
-    ``main.py``).
+    Revocation: a verification depends on the user and on their password, so each entry
+    carries the user's tag (``users.models.user_tag``, invalidated by every write of the
+    users domain to that user: rename, deactivation, deletion) and their credentials' tag
+    (invalidated by a password change). Their next request is verified against the database
+    again, where a deleted or deactivated user fails, and so does a token issued before the
+    last password change (its ``ver`` claim is behind ``credentials.token_version``). The
+    users domain knows nothing of tokens: it declares what its writes change, as for any
+    cached read.
 
     Revocations travel the data cache's invalidation path rather than one of their own: the
-    map is attached to the cache (``VerifiedTokens``), and ``forget_user`` is
-    ``cache.invalidate_tags(user_tag(id))``. With the Redis level (cache=redis) that
+    map is attached to the cache (``VerifiedTokens``). With the Redis level (cache=redis) that
     reaches every worker and instance; when the invalidation channel drops, the listener's
     flush empties this map with the L1, and until it is back entries live at most the
     cache's ``degraded_ttl``, so a revocation that could not be delivered is honoured within
