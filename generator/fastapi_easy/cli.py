@@ -18,6 +18,7 @@ import yaml
 from copier.errors import CopierError, DirtyLocalWarning
 
 from . import __version__
+from .resource import KINDS, MODIFIERS, ResourceError, add_resource
 from .template import bundled_template, choices, template_url, version_tag
 
 ANSWERS_FILE = ".copier-answers.yml"
@@ -227,6 +228,58 @@ def update(
             "resolve the <<<<<<< markers, then commit"
         )
     typer.echo("updated; review with `git diff` and commit")
+
+
+add_app = typer.Typer(help="Add to an existing project.", no_args_is_help=True)
+app.add_typer(add_app, name="add")
+
+
+@add_app.command("resource")
+def add_resource_command(
+    name: Annotated[str, typer.Argument(help="The resource, plural snake_case: its table.")],
+    fields: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="NAME:TYPE[:MODIFIER...]; types "
+            + ", ".join([*KINDS, "ref:OTHER"])
+            + "; modifiers "
+            + ", ".join(MODIFIERS)
+        ),
+    ] = None,
+    project: Annotated[
+        Path, typer.Option(help="The generated project [default: the current folder].")
+    ] = Path("."),
+    no_input: Annotated[bool, typer.Option(help="Never prompt for fields.")] = False,
+) -> None:
+    """Scaffold a resource: model, schemas, service, router, migration and tests."""
+    specs = list(fields or [])
+    if not specs and not no_input and sys.stdin.isatty():
+        specs = _ask_fields()
+    try:
+        written = add_resource(project, name, specs)
+    except ResourceError as exc:
+        fail(str(exc))
+    root = Path.cwd()
+    typer.echo(f"added {name}:")
+    for path in written:
+        typer.echo(f"  {path.relative_to(root) if path.is_relative_to(root) else path}")
+    typer.echo("then: uv run alembic upgrade head && uv run pytest")
+
+
+def _ask_fields() -> list[str]:
+    """Fields one at a time, in the style of Copier's prompts (questionary)."""
+    import questionary
+
+    specs: list[str] = []
+    while True:
+        field = questionary.text("Field name (empty to finish)").unsafe_ask().strip()
+        if not field:
+            return specs
+        kind = questionary.select("Type", choices=[*KINDS, "ref"]).unsafe_ask()
+        if kind == "ref":
+            kind = "ref:" + questionary.text("Referenced resource (e.g. users)").unsafe_ask()
+        modifiers = questionary.checkbox("Modifiers", choices=list(MODIFIERS)).unsafe_ask()
+        specs.append(":".join([field, kind, *modifiers]))
 
 
 def _require_clean_git(dest: Path) -> None:
