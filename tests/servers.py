@@ -87,6 +87,24 @@ class PostgresServer:
     socket_dir: Path
     bindir: Path
     user: str = "postgres"
+    data: Path | None = None
+    log: Path | None = None
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
+        )
+        pg_ctl = [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-o", options]
+        subprocess.run(
+            _as_postgres_user([*pg_ctl, "-l", str(self.log), "-w", "start"]),
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        pg_ctl = [str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"]
+        subprocess.run(_as_postgres_user(pg_ctl), capture_output=True)
 
     def url(self, database: str, driver: str = "postgresql+asyncpg") -> str:
         return f"{driver}://{self.user}@127.0.0.1:{self.port}/{database}"
@@ -147,34 +165,10 @@ def postgres_server() -> Iterator[PostgresServer]:
         check=True,
         capture_output=True,
     )
-    options = (
-        f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-    )
-    subprocess.run(
-        _as_postgres_user(
-            [
-                str(bindir / "pg_ctl"),
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-l",
-                str(root / "log"),
-                "-w",
-                "start",
-            ]
-        ),
-        check=True,
-        capture_output=True,
-    )
+    server = PostgresServer(port, sockets, bindir, user, data, root / "log")
+    server.start()
     try:
-        yield PostgresServer(port, sockets, bindir, user)
+        yield server
     finally:
-        subprocess.run(
-            _as_postgres_user(
-                [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
-            ),
-            capture_output=True,
-        )
+        server.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)

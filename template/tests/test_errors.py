@@ -7,6 +7,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, HTTPException
 from pydantic import BaseModel, Field
+from sqlalchemy import exc as sa_exc
 
 PROBLEM_KEYS = {"type", "title", "status", "instance", "request_id"}
 
@@ -30,6 +31,14 @@ def app(app: FastAPI) -> FastAPI:
     @app.get("/test/teapot")
     async def teapot() -> None:
         raise HTTPException(418, "Short and stout.", headers={"X-Brew": "tea"})
+
+    @app.get("/test/database-down")
+    async def database_down() -> None:
+        raise ConnectionRefusedError("connect call failed ('127.0.0.1', 5432)")
+
+    @app.get("/test/connection-dropped")
+    async def connection_dropped() -> None:
+        raise sa_exc.OperationalError("SELECT 1", {}, OSError("connection was closed"))
 
     @app.get("/test/structured")
     async def structured() -> None:
@@ -86,6 +95,19 @@ async def test_structured_detail_becomes_an_extension(client: httpx.AsyncClient)
     body = assert_problem(await client.get("/test/structured"), 400)
     assert "detail" not in body
     assert body["errors"] == {"reason": "several things"}
+
+
+@pytest.mark.parametrize("path", ["/test/database-down", "/test/connection-dropped"])
+async def test_an_unreachable_database_is_a_503_to_retry(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    response = await client.get(path)
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.headers["content-type"] == "application/problem+json"
+    assert PROBLEM_KEYS <= response.json().keys()
+    assert "5432" not in response.text
+    assert "SELECT" not in response.text
 
 
 async def test_validation_errors_name_each_field(client: httpx.AsyncClient) -> None:

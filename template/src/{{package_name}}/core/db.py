@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -75,6 +75,14 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def driver_errors(settings: Settings) -> tuple[type[Exception], ...]:
+    """The driver's base error class. SQLAlchemy wraps the errors of statements in its own
+    classes, but one raised while opening a connection (the server is starting up, say)
+    reaches the application as the driver raised it."""
+    dbapi = make_url(settings.database_url).get_dialect().import_dbapi()
+    return (dbapi.Error,)
+
+
 def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         engine = create_async_engine(settings.database_url, echo=settings.db_echo)
@@ -89,6 +97,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_recycle=settings.db_pool_recycle,
         pool_pre_ping=settings.db_pool_pre_ping,
         connect_args={
+            # A database that does not answer fails the connection after this long, instead
+            # of asyncpg's default minute: requests then get a prompt 503.
+            "timeout": settings.db_connect_timeout_seconds,
             "server_settings": {
                 "statement_timeout": str(settings.db_statement_timeout_ms),
                 "application_name": __package__.partition(".")[0],

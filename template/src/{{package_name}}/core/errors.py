@@ -12,7 +12,7 @@ Example::
 """
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from types import MappingProxyType
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Scope
@@ -112,6 +113,53 @@ async def domain_exception_handler(request: Request, exc: Exception) -> Response
     return problem_response(exc.status, str(exc), scope=request.scope, headers=exc.headers)
 
 
+# Raised when the database cannot be reached, drops the connection, is restarting, or the
+# pool has no connection to give within DB_POOL_TIMEOUT: the request may well succeed a
+# moment later, so the answer says so (503 + Retry-After) rather than blaming the server.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+# The same from PostgreSQL's error codes: connection exceptions (class 08), the server
+# shutting down or starting up (57P01-57P03), no connection slot left (53300).
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+RETRY_AFTER_SECONDS = "1"
+
+
+def database_unavailable(exc: Exception) -> bool:
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    sqlstate = getattr(getattr(exc, "orig", exc), "sqlstate", None) or ""
+    return sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+
+
+def _unavailable(request: Request, exc: Exception) -> Response:
+    log.warning("database unavailable in %s %s: %r", request.method, request.url.path, exc)
+    return problem_response(
+        503,
+        "The database is unavailable; retry shortly.",
+        scope=request.scope,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+async def database_error_handler(request: Request, exc: Exception) -> Response:
+    """503 for a database that is unavailable; any other database error is a bug (500)."""
+    if database_unavailable(exc):
+        return _unavailable(request, exc)
+    return await unhandled_exception_handler(request, exc)
+
+
+async def driver_error_handler(request: Request, exc: Exception) -> Response:
+    """The driver's own errors arrive unwrapped only from opening a connection."""
+    return _unavailable(request, exc)
+
+
 async def validation_exception_handler(request: Request, exc: Exception) -> Response:
     """422 listing each invalid field as ``{"field": "body.title", "message": ..., "type": ...}``.
 
@@ -141,8 +189,16 @@ async def unhandled_exception_handler(request: Request, exc: Exception) -> Respo
     return problem_response(500, scope=request.scope)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def install_error_handlers(
+    app: FastAPI, driver_errors: Sequence[type[Exception]] = ()
+) -> None:
+    """``driver_errors``: the database driver's own error classes (``core.db.driver_errors``),
+    which reach the application unwrapped when a connection cannot be opened."""
     app.add_exception_handler(HTTPException, http_exception_handler)
     app.add_exception_handler(DomainError, domain_exception_handler)
+    for error in (*DATABASE_UNAVAILABLE, sa_exc.DBAPIError):
+        app.add_exception_handler(error, database_error_handler)
+    for error in driver_errors:
+        app.add_exception_handler(error, driver_error_handler)
     app.add_exception_handler(RequestValidationError, validation_exception_handler)
     app.add_exception_handler(Exception, unhandled_exception_handler)
