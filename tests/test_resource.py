@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from .conftest import CURRENT_TAG
-from .project import Project, clean_env, commit_and_tag, git, render, snapshot_repo, tool
-from .test_update import NEXT_TAG, commit_project
+from .project import Project, commit_and_tag, git, render, snapshot_repo, tool
+from .test_update import NEXT_TAG, commit_project, copier_update
 
 PRODUCTS = ["products", "name:str", "price:decimal", "category:str:index", "owner_id:ref:users"]
 PRODUCTS += ["sku:str:unique"]
@@ -126,14 +126,7 @@ def test_updating_a_project_with_resources_keeps_them_without_conflicts(
     main.write_text(main.read_text() + "\n# A change of the next template version.\n")
     commit_and_tag(template, NEXT_TAG, "next template version")
 
-    result = subprocess.run(
-        [tool("copier"), "update", "--defaults", "--skip-answered"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-    )
-    assert result.returncode == 0, result.stderr
+    copier_update(project)
     assert "A change of the next template version." in (project / "src/shop/main.py").read_text()
     assert "products_router" in (project / "src/shop/domains.py").read_text()
     assert (project / "src/shop/products/service.py").is_file()

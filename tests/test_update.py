@@ -57,6 +57,18 @@ def assert_updated_and_edits_kept(project: Path) -> None:
             assert "<<<<<<<" not in path.read_text(errors="replace"), path
 
 
+def copier_update(project: Path) -> None:
+    """Plain `copier update`, as a user without fastapi-easy installed runs it."""
+    result = subprocess.run(
+        [tool("copier"), "update", "--defaults", "--skip-answered"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+    )
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.fixture
 def template(tmp_path: Path) -> Path:
     return snapshot_repo(tmp_path / "template", CURRENT_TAG)
@@ -68,14 +80,7 @@ def test_copier_copy_project_updates_with_copier(template: Path, tmp_path: Path)
     edit_and_commit(project)
     release_new_template_version(template)
 
-    result = subprocess.run(
-        [tool("copier"), "update", "--defaults", "--skip-answered"],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-    )
-    assert result.returncode == 0, result.stderr
+    copier_update(project)
     assert_updated_and_edits_kept(project)
 
 
