@@ -105,7 +105,7 @@ async def test_an_unreachable_database_is_a_503_to_retry(
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     assert response.headers["content-type"] == "application/problem+json"
-    assert PROBLEM_KEYS <= response.json().keys()
+    assert response.json().keys() >= PROBLEM_KEYS
     assert "5432" not in response.text
     assert "SELECT" not in response.text
 
