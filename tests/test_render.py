@@ -7,6 +7,7 @@ the workflow schema.
 
 import itertools
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,78 @@ def test_github_workflow_matches_schema(rendered: dict[str, Path], case_id: str)
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def cases_with(feature: str) -> list[str]:
+    return [case_id for case_id, answers in ALL_CASES if feature in answers.get("features", [])]
+
+
+def answers_of(case_id: str) -> dict[str, Any]:
+    defaults = {name: q.get("default") for name, q in questions().items()}
+    return {**defaults, **dict(ALL_CASES)[case_id]}
+
+
+@pytest.mark.parametrize("case_id", cases_with("docker"))
+def test_compose_file_matches_the_compose_specification(
+    rendered: dict[str, Path], case_id: str
+) -> None:
+    compose = rendered[case_id] / "compose.yaml"
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(compose)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("case_id", cases_with("docker"))
+def test_compose_runs_migrations_before_the_service(
+    rendered: dict[str, Path], case_id: str
+) -> None:
+    project, answers = rendered[case_id], answers_of(case_id)
+    services = yaml.safe_load((project / "compose.yaml").read_text())["services"]
+    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    assert services["app"]["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }
+    expected = {"app", "migrate"}
+    expected |= {"postgres"} if answers["database"] == "postgresql" else set()
+    expected |= {"redis"} if answers["cache"] == "redis" else set()
+    expected |= {"prometheus", "grafana"} if "alerts" in answers["features"] else set()
+    assert set(services) == expected
+    # The app's health check is the image's HEALTHCHECK; the others declare theirs.
+    for name in expected - {"app", "migrate"}:
+        assert services[name]["healthcheck"]["test"], name
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (project / source).is_dir(), f"{name} mounts missing {source}"
+
+
+@pytest.mark.parametrize("case_id", [c for c in cases_with("docker") if c in cases_with("alerts")])
+def test_compose_prometheus_config_loads_the_rules(
+    rendered: dict[str, Path], case_id: str, tmp_path: Path
+) -> None:
+    """Prometheus in Compose reads its config from compose.yaml, the rules from monitoring/."""
+    compose = yaml.safe_load((rendered[case_id] / "compose.yaml").read_text())
+    shutil.copytree(rendered[case_id] / "monitoring" / "prometheus", tmp_path / "prometheus")
+    config = tmp_path / "prometheus" / "compose.yml"
+    config.write_text(compose["configs"]["prometheus"]["content"])
+    result = subprocess.run(
+        [tool("promtool"), "check", "config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rule_files = list((tmp_path / "prometheus" / "rules").glob("*.yml"))
+    assert f"SUCCESS: {len(rule_files)} rule files found" in result.stdout
+
+
+def test_dockerfile_serves_the_project_command(rendered: dict[str, Path]) -> None:
+    dockerfile = (rendered["features=docker"] / "Dockerfile").read_text()
+    assert "ARG PYTHON_IMAGE=python:3.12-slim" in dockerfile
+    assert "uv sync --frozen --no-dev" in dockerfile
+    assert 'CMD ["my-service"]' in dockerfile
+    assert "\nUSER 10001:10001\n" in dockerfile
 
 
 def test_answers_file_records_answers_and_no_secret(rendered: dict[str, Path]) -> None:
