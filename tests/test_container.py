@@ -221,6 +221,13 @@ def test_image_migrates_and_serves_as_non_root(
     assert health_test[0] == "CMD-SHELL"
     health_command = ("/bin/sh", "-c", health_test[1])
     with container(image) as name:
+        # The runtime stage has the virtual environment only: no uv, no sources.
+        leftovers = (
+            "import os, shutil; "
+            "print([p for p in ('/opt/uv', '/app/src') if os.path.exists(p)], shutil.which('uv'))"
+        )
+        found = run(*in_container(name, env, "python3", "-c", leftovers)).stdout.split()
+        assert found == ["[]", "None"]
         run(*in_container(name, env, "alembic", "upgrade", "head"))
         # Nothing serves yet: the health check must say so.
         down = subprocess.run(in_container(name, env, *health_command), capture_output=True)
