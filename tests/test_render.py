@@ -245,6 +245,13 @@ def test_kubernetes_manifests_fit_together(rendered: dict[str, Path], case_id: s
     assert pod["spec"]["terminationGracePeriodSeconds"] > pre_stop
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
 
+    dockerfile = rendered[case_id] / "Dockerfile"
+    if dockerfile.exists():
+        # The pod's user and port are the image's.
+        context = pod["spec"]["securityContext"]
+        assert f"\nUSER {context['runAsUser']}:{context['runAsGroup']}\n" in dockerfile.read_text()
+        assert f"PORT={api['ports'][0]['containerPort']}" in dockerfile.read_text()
+
     job = found["migration-job.yaml"]["spec"]["template"]["spec"]
     (migrate,) = job["containers"]
     assert migrate["command"] == ["alembic", "upgrade", "head"]
