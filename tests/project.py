@@ -18,6 +18,8 @@ from typing import Any
 
 import copier
 
+from fastapi_easy.template import choices
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 GIT_ENV = {
@@ -68,6 +70,11 @@ def commit_and_tag(repo: Path, tag: str, message: str) -> None:
 def render(template: Path, dest: Path, answers: Mapping[str, Any], ref: str = "HEAD") -> Path:
     copier.run_copy(str(template), dest, data=dict(answers), defaults=True, vcs_ref=ref, quiet=True)
     return dest
+
+
+def features_for(database: str) -> list[str]:
+    """Every feature, less those the template refuses with `database` (k8s needs PostgreSQL)."""
+    return [f for f in choices("features") if f != "k8s" or database == "postgresql"]
 
 
 @cache

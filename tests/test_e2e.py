@@ -17,7 +17,7 @@ import pytest
 from fastapi_easy.template import choices
 
 from .e2e import Response, Server, serve, uv_run
-from .project import Project, render, tool
+from .project import Project, features_for, render, tool
 from .servers import PostgresServer, RedisServer, free_port
 
 pytestmark = pytest.mark.e2e
@@ -199,7 +199,7 @@ def test_cross_combinations(
         "python_version": PYTHON,
         "database": database,
         "cache": cache_backend,
-        "features": choices("features"),
+        "features": features_for(database),
     }
     project = Project(render(template_repo, tmp_path / "p", answers))
     project.sync(PYTHON)

@@ -7,6 +7,7 @@ the workflow schema.
 
 import itertools
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import yaml
 
 from fastapi_easy.template import choices, questions
 
-from .project import render, tool
+from .project import features_for, render, tool
 
 QUESTION_NAMES = list(questions())
 # `{{ … }}` is legitimate in Prometheus annotations ({{ $value }}) and Grafana legends
@@ -24,8 +25,11 @@ QUESTION_NAMES = list(questions())
 LEFTOVER_EXPRESSION = re.compile(
     r"\{\{[^}]*\b(" + "|".join([*QUESTION_NAMES, "_copier_conf", "_copier_answers"]) + r")\b"
 )
-# Features that only make sense with others (copier.yml's validator enforces it).
-REQUIRES = {"alerts": ["metrics"]}
+# Features that only make sense with other answers (copier.yml's validator enforces it).
+REQUIRES: dict[str, dict[str, Any]] = {
+    "alerts": {"features": ["metrics"]},
+    "k8s": {"database": "postgresql"},
+}
 LEFTOVER_STATEMENT = re.compile(r"\{%-?\s|\s-?%\}|\{#\s")
 
 
@@ -37,8 +41,12 @@ def one_factor_cases() -> list[tuple[str, dict[str, Any]]]:
         values = choices(name)
         if question.get("multiselect"):
             cases.append((f"{name}=none", {name: []}))
-            cases += [(f"{name}={v}", {name: [v, *REQUIRES.get(v, [])]}) for v in values]
-            cases.append((f"{name}=all", {name: values}))
+            for value in values:
+                required = REQUIRES.get(value, {})
+                answers = {**required, name: [value, *required.get(name, [])]}
+                cases.append((f"{name}={value}", answers))
+            default_database = questions()["database"]["default"]
+            cases.append((f"{name}=all", {name: features_for(default_database)}))
         else:
             cases += [(f"{name}={v}", {name: v}) for v in values if v != question.get("default")]
     cases.append(
@@ -60,7 +68,7 @@ def one_factor_cases() -> list[tuple[str, dict[str, Any]]]:
 def full_combinations() -> list[tuple[str, dict[str, Any]]]:
     cases = []
     for database, cache_backend in itertools.product(choices("database"), choices("cache")):
-        answers = {"database": database, "cache": cache_backend, "features": choices("features")}
+        answers = {"database": database, "cache": cache_backend, "features": features_for(database)}
         cases.append((f"{database}-{cache_backend}-all", answers))
     return cases
 
@@ -115,6 +123,147 @@ def test_github_workflow_matches_schema(rendered: dict[str, Path], case_id: str)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def cases_with(feature: str) -> list[str]:
+    return [case_id for case_id, answers in ALL_CASES if feature in answers.get("features", [])]
+
+
+def answers_of(case_id: str) -> dict[str, Any]:
+    defaults = {name: q.get("default") for name, q in questions().items()}
+    return {**defaults, **dict(ALL_CASES)[case_id]}
+
+
+@pytest.mark.parametrize("case_id", cases_with("docker"))
+def test_compose_file_matches_the_compose_specification(
+    rendered: dict[str, Path], case_id: str
+) -> None:
+    compose = rendered[case_id] / "compose.yaml"
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(compose)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("case_id", cases_with("docker"))
+def test_compose_runs_migrations_before_the_service(
+    rendered: dict[str, Path], case_id: str
+) -> None:
+    project, answers = rendered[case_id], answers_of(case_id)
+    services = yaml.safe_load((project / "compose.yaml").read_text())["services"]
+    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    assert services["app"]["depends_on"]["migrate"] == {
+        "condition": "service_completed_successfully"
+    }
+    expected = {"app", "migrate"}
+    expected |= {"postgres"} if answers["database"] == "postgresql" else set()
+    expected |= {"redis"} if answers["cache"] == "redis" else set()
+    expected |= {"prometheus", "grafana"} if "alerts" in answers["features"] else set()
+    assert set(services) == expected
+    # The app's health check is the image's HEALTHCHECK; the others declare theirs.
+    for name in expected - {"app", "migrate"}:
+        assert services[name]["healthcheck"]["test"], name
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("./"):
+                assert (project / source).is_dir(), f"{name} mounts missing {source}"
+
+
+@pytest.mark.parametrize("case_id", [c for c in cases_with("docker") if c in cases_with("alerts")])
+def test_compose_prometheus_config_loads_the_rules(
+    rendered: dict[str, Path], case_id: str, tmp_path: Path
+) -> None:
+    """Prometheus in Compose reads its config from compose.yaml, the rules from monitoring/."""
+    compose = yaml.safe_load((rendered[case_id] / "compose.yaml").read_text())
+    shutil.copytree(rendered[case_id] / "monitoring" / "prometheus", tmp_path / "prometheus")
+    config = tmp_path / "prometheus" / "compose.yml"
+    config.write_text(compose["configs"]["prometheus"]["content"])
+    result = subprocess.run(
+        [tool("promtool"), "check", "config", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rule_files = list((tmp_path / "prometheus" / "rules").glob("*.yml"))
+    assert f"SUCCESS: {len(rule_files)} rule files found" in result.stdout
+
+
+def test_dockerfile_serves_the_project_command(rendered: dict[str, Path]) -> None:
+    dockerfile = (rendered["features=docker"] / "Dockerfile").read_text()
+    assert "ARG PYTHON_IMAGE=python:3.12-slim" in dockerfile
+    assert "uv sync --frozen --no-dev" in dockerfile
+    assert 'CMD ["my-service"]' in dockerfile
+    assert "\nUSER 10001:10001\n" in dockerfile
+
+
+# The oldest and the newest Kubernetes whose schemas kubernetes-validate bundles, of those
+# still commonly run.
+KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
+
+
+def manifests(project: Path) -> dict[str, dict[str, Any]]:
+    return {p.name: yaml.safe_load(p.read_text()) for p in sorted((project / "k8s").glob("*.yaml"))}
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("case_id", cases_with("k8s"))
+def test_kubernetes_manifests_pass_strict_validation(
+    rendered: dict[str, Path], case_id: str, version: str
+) -> None:
+    k8s = rendered[case_id] / "k8s"
+    resources = sorted(str(p) for p in k8s.glob("*.yaml") if p.name != "kustomization.yaml")
+    result = subprocess.run(
+        [tool("kubernetes-validate"), "--strict", "--kubernetes-version", version, *resources],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(" passed for resource ") == len(resources), result.stdout
+
+
+@pytest.mark.parametrize("case_id", cases_with("k8s"))
+def test_kubernetes_manifests_fit_together(rendered: dict[str, Path], case_id: str) -> None:
+    found = manifests(rendered[case_id])
+    kustomization = found.pop("kustomization.yaml")
+    assert sorted(kustomization["resources"]) == sorted(set(found) - {"migration-job.yaml"})
+    assert "Secret" not in {resource["kind"] for resource in found.values()}
+
+    deployment = found["deployment.yaml"]
+    pod = deployment["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"] == labels
+    assert found["service.yaml"]["spec"]["selector"] == labels
+    assert found["pdb.yaml"]["spec"]["selector"]["matchLabels"] == labels
+    target = found["hpa.yaml"]["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
+    assert "replicas" not in deployment["spec"]
+
+    (api,) = pod["spec"]["containers"]
+    assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert api["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert api["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
+    pre_stop = int(api["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert pod["spec"]["terminationGracePeriodSeconds"] > pre_stop
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+
+    dockerfile = rendered[case_id] / "Dockerfile"
+    if dockerfile.exists():
+        # The pod's user and port are the image's.
+        context = pod["spec"]["securityContext"]
+        assert f"\nUSER {context['runAsUser']}:{context['runAsGroup']}\n" in dockerfile.read_text()
+        assert f"PORT={api['ports'][0]['containerPort']}" in dockerfile.read_text()
+
+    job = found["migration-job.yaml"]["spec"]["template"]["spec"]
+    (migrate,) = job["containers"]
+    assert migrate["command"] == ["alembic", "upgrade", "head"]
+    assert migrate["image"] == api["image"]
+    # Secrets are referenced by name and key, never written down.
+    secret = deployment["metadata"]["name"]
+    for container in (api, migrate):
+        for variable in container["env"]:
+            assert variable["valueFrom"]["secretKeyRef"]["name"] == secret
+        assert container["envFrom"] == [{"configMapRef": {"name": secret}}]
+
+
 def test_answers_file_records_answers_and_no_secret(rendered: dict[str, Path]) -> None:
     answers = yaml.safe_load((rendered["defaults"] / ".copier-answers.yml").read_text())
     assert answers["database"] == "sqlite"
@@ -145,6 +294,13 @@ def test_custom_names_are_used(rendered: dict[str, Path]) -> None:
             [],
         ),
         ({"features": ["auth"]}, ["src/my_service/auth/deps.py"], ["tests/test_auth_redis.py"]),
+        ({}, [], ["Dockerfile", ".dockerignore", "compose.yaml", "k8s"]),
+        ({"features": ["docker"]}, ["Dockerfile", ".dockerignore", "compose.yaml"], ["k8s"]),
+        (
+            {"database": "postgresql", "features": ["k8s"]},
+            ["k8s/deployment.yaml", "k8s/migration-job.yaml"],
+            ["Dockerfile"],
+        ),
     ],
 )
 def test_choices_switch_whole_files(
@@ -179,6 +335,7 @@ def test_redis_leaves_no_trace_when_off(rendered: dict[str, Path]) -> None:
         ({"description": 'say "hi"'}, "without double quotes"),
         ({"database": "mysql"}, "mysql"),
         ({"features": ["alerts"]}, "select metrics too"),
+        ({"features": ["k8s"]}, "choose database=postgresql"),
     ],
 )
 def test_invalid_answers_are_refused(
