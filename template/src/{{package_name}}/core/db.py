@@ -103,7 +103,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "server_settings": {
                 "statement_timeout": str(settings.db_statement_timeout_ms),
                 "application_name": __package__.partition(".")[0],
-            }
+            },
         },
     )
 

@@ -189,9 +189,7 @@ async def unhandled_exception_handler(request: Request, exc: Exception) -> Respo
     return problem_response(500, scope=request.scope)
 
 
-def install_error_handlers(
-    app: FastAPI, driver_errors: Sequence[type[Exception]] = ()
-) -> None:
+def install_error_handlers(app: FastAPI, driver_errors: Sequence[type[Exception]] = ()) -> None:
     """``driver_errors``: the database driver's own error classes (``core.db.driver_errors``),
     which reach the application unwrapped when a connection cannot be opened."""
     app.add_exception_handler(HTTPException, http_exception_handler)
