@@ -307,16 +307,6 @@ def cached(value: Any, tags: Iterable[str]) -> Cached:
     return Cached(encode(value), frozenset(tags))
 
 
-def pack(entry: Cached) -> bytes:
-    """The L2's form of an entry: the tags on the first line, then the body."""
-    return " ".join(entry.tags).encode() + b"\n" + entry.body
-
-
-def unpack(data: bytes) -> Cached:
-    tags, _, body = data.partition(b"\n")
-    return Cached(body, frozenset(tags.decode().split()))
-
-
 @dataclass(frozen=True, slots=True)
 class L2Read:
     """What an L2 lookup found: the value (None on a miss) and its remaining TTL in seconds.
