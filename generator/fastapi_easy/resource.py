@@ -101,6 +101,7 @@ class Field:
     ref_singular: str = ""
     ref_tag: str = ""
     ref_has_name: bool = False
+    alias_needed: bool = False  # the same table is referenced by two fields
 
     @property
     def spec(self) -> Kind:
@@ -113,8 +114,6 @@ class Field:
     @property
     def alias(self) -> str:
         return f"{self.name.removesuffix('_id')}_{self.ref}" if self.alias_needed else str(self.ref)
-
-    alias_needed: bool = False
 
     @property
     def label(self) -> str:
@@ -147,12 +146,11 @@ class Field:
 
     @property
     def input_annotation(self) -> str:
-        base = "int" if self.kind == "ref" else self.spec.input
         if self.kind == "ref":
             return (
                 "int | None = Field(default=None, gt=0)" if self.optional else "int = Field(gt=0)"
             )
-        return f"{base} | None = None" if self.optional else base
+        return f"{self.spec.input} | None = None" if self.optional else self.spec.input
 
     @property
     def output_annotation(self) -> str:
@@ -189,7 +187,8 @@ class Resource:
     command: str
     cls: str = ""
     singular: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Test helpers that create the referenced rows: (table, code).
+    ref_makers: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -306,10 +305,6 @@ class Resource:
         if uuids:
             lines.append(f"from uuid import {', '.join(uuids)}")
         return lines
-
-    @property
-    def ref_makers(self) -> list[tuple[str, str]]:
-        return self.extra.get("ref_makers", [])
 
 
 # Referenced rows the generated tests create, for the example domains. A scaffolded
@@ -480,7 +475,7 @@ def build(project: Project, table: str, specs: list[str]) -> Resource:
         for maker in _maker(str(f.ref), project, seen):
             if maker not in makers:
                 makers.append(maker)
-    resource.extra["ref_makers"] = makers
+    resource.ref_makers = makers
     return resource
 
 
