@@ -9,12 +9,17 @@ instead of failing with pool timeouts at peak traffic.
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Generator
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+import aiosqlite
 from sqlalchemy import event, make_url, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -31,32 +36,104 @@ class ConnectionBudgetError(RuntimeError):
     """The configured pools could open more connections than the server accepts."""
 
 
+class LoopConnection(aiosqlite.Connection):
+    """An aiosqlite connection that runs each call at once on the event loop's thread.
+
+    aiosqlite hands every call to a thread of its own and back: with the server's thread
+    busy serving requests, each hand-off waits for the interpreter's lock and a turn of the
+    event loop, several per statement, so a write transaction holds SQLite's single write
+    lock many times longer than its statements take and writers queue. An SQLite statement
+    on a local file takes microseconds; running it in place is faster than the hop. The one
+    wait that can be long, for another process holding the write lock, is awaited without
+    blocking (see `Database.transaction`). aiosqlite offers no option for this: its queue to
+    the thread is replaced by `_RunHere`, and its thread is never started.
+    """
+
+    def __init__(self, connector: Callable[[], sqlite3.Connection], iter_chunk_size: int) -> None:
+        super().__init__(connector, iter_chunk_size)
+        self._tx = _RunHere()  # type: ignore[assignment]
+
+    def __await__(self) -> Generator[Any, None, "LoopConnection"]:
+        return self._connect().__await__()  # type: ignore[return-value]
+
+    @classmethod
+    def connect(cls, database: str, **kwargs: Any) -> "LoopConnection":
+        """Like `aiosqlite.connect`: the sqlite3 connection opens when awaited."""
+        return cls(partial(sqlite3.connect, database, **kwargs), iter_chunk_size=64)
+
+
+class _RunHere:
+    """Stands in for aiosqlite's queue to its thread: runs each call when it is queued."""
+
+    def put_nowait(self, item: tuple[asyncio.Future[Any] | None, Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            result = function()
+        except BaseException as exc:  # handed to the caller, as aiosqlite's thread does
+            if future is not None and not future.done():
+                future.set_exception(exc)
+        else:
+            if future is not None and not future.done():
+                future.set_result(result)
+
+
+def _connect_on_loop(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+    return dialect.dbapi.connect(*cargs, async_creator_fn=LoopConnection.connect, **cparams)
+
+
 @dataclass(frozen=True, slots=True)
 class Database:
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     # SQLite only: the writers of this process take turns here (see `transaction`).
     write_lock: asyncio.Lock | None = field(default=None)
+    # SQLite only: how long a writer waits for another process to release the database.
+    busy_timeout_seconds: float = 5.0
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session for one write transaction; the caller commits or rolls back.
+        """A session in one write transaction: committed when the block ends, rolled back
+        when it raises. Every write of the application goes through here.
 
         SQLite lets one writer at a time hold the database file. Writers that find it taken
         poll it from SQLite's busy handler, sleeping up to 100 ms between tries and in no
         particular order, so under a steady share of writes some wait for seconds. Here the
         writers of this process queue on an asyncio lock instead, first come first served,
-        and ``BEGIN IMMEDIATE`` takes the file lock when the transaction starts, so one that
-        reads before it writes cannot fail to upgrade its lock halfway. PostgreSQL has row
-        locks and needs neither.
+        and hold it from ``BEGIN IMMEDIATE`` to the commit only: the session is closed after
+        the lock is released. PostgreSQL has row locks and needs neither.
         """
-        if self.write_lock is None:
-            async with self.sessionmaker() as session:
+        async with self.sessionmaker() as session, self.write_lock or nullcontext():
+            if self.write_lock is not None:
+                await self._begin_immediate(session)
+            try:
                 yield session
-            return
-        async with self.write_lock, self.sessionmaker() as session:
-            await session.execute(text("BEGIN IMMEDIATE"))
-            yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            await session.commit()
+
+    async def _begin_immediate(self, session: AsyncSession) -> None:
+        """Take SQLite's write lock at the start, so a transaction that reads before it
+        writes cannot fail to upgrade its lock halfway. Another process (a second worker,
+        the seed command) may hold it: then try again after a pause, without SQLite's busy
+        handler, which would block the event loop while it waits."""
+        deadline = time.monotonic() + self.busy_timeout_seconds
+        pause = 0.001
+        await session.execute(text("PRAGMA busy_timeout = 0"))
+        try:
+            while True:
+                try:
+                    await session.execute(text("BEGIN IMMEDIATE"))
+                    return
+                except OperationalError as exc:
+                    busy = getattr(exc.orig, "sqlite_errorname", "") == "SQLITE_BUSY"
+                    if not busy or time.monotonic() + pause > deadline:
+                        raise
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.05)
+        finally:
+            busy_timeout_ms = round(self.busy_timeout_seconds * 1000)
+            await session.execute(text(f"PRAGMA busy_timeout = {busy_timeout_ms}"))
 
     async def ping(self) -> None:
         """Round-trip to the server: readiness means a query answers, not a pool exists."""
@@ -64,15 +141,18 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
 
-def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers run beside the writer; NORMAL is durable in WAL mode and avoids
-    # an fsync per commit; busy_timeout waits for the write lock instead of failing.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # WAL lets readers run beside the writer; NORMAL is durable in WAL mode and avoids
+        # an fsync per commit; busy_timeout waits for the write lock instead of failing.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.close()
+
+    return set_pragmas
 
 
 def driver_errors(settings: Settings) -> tuple[type[Exception], ...]:
@@ -86,7 +166,9 @@ def driver_errors(settings: Settings) -> tuple[type[Exception], ...]:
 def create_engine(settings: Settings) -> AsyncEngine:
     if settings.is_sqlite:
         engine = create_async_engine(settings.database_url, echo=settings.db_echo)
-        event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+        event.listen(engine.sync_engine, "do_connect", _connect_on_loop)
+        busy_timeout_ms = round(settings.db_busy_timeout_seconds * 1000)
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms))
         return engine
     return create_async_engine(
         settings.database_url,
@@ -143,6 +225,9 @@ async def open_database(settings: Settings) -> AsyncIterator[Database]:
     try:
         await check_connection_budget(engine, settings)
         sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
-        yield Database(engine, sessionmaker, asyncio.Lock() if settings.is_sqlite else None)
+        if settings.is_sqlite:
+            yield Database(engine, sessionmaker, asyncio.Lock(), settings.db_busy_timeout_seconds)
+        else:
+            yield Database(engine, sessionmaker)
     finally:
         await engine.dispose()

@@ -43,21 +43,15 @@ def invalidate_on_commit(session: AsyncSession, *tags: str) -> None:
 
 
 async def get_session(database: DatabaseDep, cache: CacheDep) -> AsyncIterator[AsyncSession]:
-    """One transaction per request: commit when the handler returns, roll back when it raises;
-    after the commit, invalidate what the transaction declared it changed.
+    """One transaction per request: committed when the handler returns, rolled back when it
+    raises; after the commit, invalidate what the transaction declared it changed.
 
     The commit happens before the response is sent (``scope="function"``), so a failed
     commit is an error response instead of a success the client saw for data that was never
-    written, and the response's client reads its own write at once. Nothing commits in a
-    ``finally``: an exception must never be committed.
+    written, and the response's client reads its own write at once.
     """
     async with database.transaction() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        await session.commit()
+        yield session
         changed = session.info.pop(CHANGED_TAGS, ())
     await cache.invalidate(*changed)
 

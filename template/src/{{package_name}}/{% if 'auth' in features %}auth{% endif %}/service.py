@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import bindparam, insert, select, true, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..core.cache import Cache, MemoryCache
 from ..core.db import Database
@@ -101,14 +101,14 @@ class Authenticator:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
+        database: Database,
         tokens: TokenCodec,
         passwords: Passwords,
         cache: Cache,
         verified: VerifiedTokens,
         dummy_hash: str,
     ) -> None:
-        self.engine = engine
+        self.database = database
         self.tokens = tokens
         self.passwords = passwords
         self.cache = cache
@@ -132,7 +132,7 @@ class Authenticator:
 
     async def log_in(self, email: str, password: str) -> AccessToken:
         """An access token for the right password of an active user; 401 for anything else."""
-        async with self.engine.connect() as conn:
+        async with self.database.engine.connect() as conn:
             row = (await conn.execute(GET_LOGIN, {"email": email.strip().lower()})).first()
         if row is None:
             await self.passwords.verify(self._dummy_hash, password)
@@ -143,8 +143,8 @@ class Authenticator:
             # The cost settings changed since this hash was made: upgrade it now, the only
             # moment the plain password is at hand.
             new_hash = await self.passwords.hash(password)
-            async with self.engine.begin() as conn:
-                await conn.execute(
+            async with self.database.transaction() as session:
+                await session.execute(
                     update(credentials)
                     .where(credentials.c.user_id == row.id)
                     .values(password_hash=new_hash, updated_at=utcnow())
@@ -155,14 +155,14 @@ class Authenticator:
         """Replace the password and revoke every token issued before; a fresh token for the
         caller, so changing the password does not log them out too. 403 for a wrong current
         password."""
-        async with self.engine.connect() as conn:
+        async with self.database.engine.connect() as conn:
             row = (await conn.execute(GET_CREDENTIAL, {"user_id": user_id})).first()
         if row is None or not await self.passwords.verify(row.password_hash, current):
             raise Forbidden("The current password is incorrect.")
         new_hash = await self.passwords.hash(new)
-        async with self.engine.begin() as conn:
+        async with self.database.transaction() as session:
             version = (
-                await conn.execute(
+                await session.execute(
                     update(credentials)
                     .where(credentials.c.user_id == user_id)
                     .values(
@@ -195,7 +195,7 @@ class Authenticator:
         # A verification that read the user before a revocation (from this process or
         # another instance) or a flush, and finishes after it, must not cache what it read.
         with self.cache.fenced() as fence:
-            async with self.engine.connect() as conn:
+            async with self.database.engine.connect() as conn:
                 values = {"user_id": claims.user_id, "version": claims.version}
                 row = (await conn.execute(GET_TOKEN_USER, values)).first()
         if row is None:
@@ -223,7 +223,7 @@ async def open_authenticator(
     verified = VerifiedTokens(settings.auth_token_cache_max_entries)
     cache.attach(verified)
     yield Authenticator(
-        engine=database.engine,
+        database=database,
         tokens=TokenCodec.from_settings(settings),
         passwords=passwords,
         cache=cache,
