@@ -357,6 +357,31 @@ def test_load_test_tool_falls_back_to_a_python_client_without_wrk(
     check_sweep(result.stdout, out, "Python client")
 
 
+def test_load_test_tool_loads_a_server_it_is_given(demo: Project, tmp_path: Path) -> None:
+    """With --url it seeds the database the server uses and loads it; the server's memory is
+    not its to read, so those cells stay empty."""
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'served.db'}", "RATE_LIMITS": "{}"}
+    demo.uv("alembic", "upgrade", "head", env=env)
+    out = tmp_path / "results"
+    with serve(demo, uv_run("demo"), env=env) as server:
+        result = demo.uv(
+            "python", "bench/loadtest.py", "--url", server.base_url, "--seed", "--users", "10",
+            "--posts", "60", "--writes", "0.03", "--connections", "4", "--duration", "1",
+            "--warmup", "0", "--out", str(out),
+            env=env,
+        )  # fmt: skip
+        assert server.get("/api/posts?limit=1").status == 200
+    cells = sweep_rows(result.stdout)
+    assert list(cells) == ["4"]
+    assert cells["4"][4] == "0.00%"
+    assert cells["4"][-1] == "-"
+    report = json.loads((out / "loadtest.json").read_text())
+    assert report["target"] == server.base_url
+    assert report["server_memory_mb"] is None
+    assert report["mix_shares"] == pytest.approx({"comment": 0.01, "title": 0.01, "post": 0.01})
+    assert "Server memory" not in (out / "loadtest.md").read_text()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
