@@ -6,6 +6,7 @@ Representative combinations only (each costs an install); the render matrix cove
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import time
 import urllib.parse
@@ -283,26 +284,119 @@ def test_newer_pythons(template_repo: Path, tmp_path: Path, python_version: str)
     lint(project)
 
 
+def sweep_rows(stdout: str) -> dict[str, list[str]]:
+    """The load-test table's rows by connection count, cells stripped."""
+    rows = [line.split("|")[1:-1] for line in stdout.splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in rows[0]]
+    assert header == [
+        "connections", "avg ms", "p50 ms", "p95 ms", "p99 ms", "errors", "req/s",
+        "edge hits", "L1 hits", "L2 hits", "peak RSS MB",
+    ]  # fmt: skip
+    return {row[0].strip(): [cell.strip() for cell in row[1:]] for row in rows[1:]}
+
+
+def check_sweep(stdout: str, out: Path, generator: str) -> dict[str, object]:
+    """The sweep ran both levels without errors, and its table, JSON and Markdown agree."""
+    cells = sweep_rows(stdout)
+    assert list(cells) == ["4", "16"]
+    for level, (avg, p50, p95, p99, errors, rps, edge, _l1, l2, rss) in cells.items():
+        assert errors == "0.00%", level
+        assert float(rps.replace(",", "")) > 0, level
+        assert 0 < float(p50) <= float(p95) <= float(p99), level
+        assert float(avg) > 0, level
+        assert float(edge.rstrip("%")) > 50, "the cached reads hit the edge cache"
+        assert l2 == "-", "a memory-only project has no L2"
+        assert 50 < float(rss) < 1000, "the peak RSS of the worker it started, in MB"
+    report = json.loads((out / "loadtest.json").read_text())
+    assert report["generator"] == generator
+    assert report["mix_shares"] == {"comment": 0.02, "title": 0.02}
+    assert [level["connections"] for level in report["levels"]] == [4, 16]
+    for level, row in zip(report["levels"], cells.values(), strict=True):
+        assert f"{level['rps']:,.0f}" == row[5]
+        assert level["requests"] > 0
+        assert level["errors"] == 0
+    assert report["ceiling"]["rps"] > 0
+    assert report["server_memory_mb"]["peak"] >= report["server_memory_mb"]["idle"] > 0
+    markdown = (out / "loadtest.md").read_text()
+    assert markdown in stdout
+    assert f"Load generator ceiling ({generator}," in markdown
+    return report
+
+
 def test_load_test_tool_prints_the_sweep_table(demo: Project, tmp_path: Path) -> None:
-    plot = tmp_path / "sweep.svg"
-    result = demo.uv(
-        "python",
-        "bench/loadtest.py",
-        "--start",
-        "--connections",
-        "4,16",
-        "--duration",
-        "1",
-        "--plot",
-        str(plot),
-    )
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
-    assert rows[0].startswith("| connections | avg ms | p50 ms | p95 ms | p99 ms | errors")
-    assert [row.split("|")[1].strip() for row in rows[1:]] == ["4", "16"]
-    for row in rows[1:]:
-        assert row.split("|")[6].strip() == "0.00%"
-        assert float(row.split("|")[7].replace(",", "")) > 0
-    assert plot.read_text().startswith("<svg")
+    """bench/loadtest.py seeds, boots the app, sweeps two levels of the mix with writes and
+    writes the table as Markdown, JSON and (matplotlib from the bench group) a PNG plot."""
+    out = tmp_path / "results"
+    result = demo.run(
+        tool("uv"), "run", "--group", "bench", "python", "bench/loadtest.py", "--seed",
+        "--users", "10", "--posts", "60", "--writes", "comment=0.02,title=0.02",
+        "--connections", "4,16", "--duration", "1", "--warmup", "1", "--out", str(out),
+    )  # fmt: skip
+    check_sweep(result.stdout, out, "wrk")
+    assert (out / "loadtest.png").read_bytes().startswith(b"\x89PNG\r\n")
+    assert f"plot: {out / 'loadtest.png'}" in result.stdout
+
+
+def test_load_test_tool_falls_back_to_a_python_client_without_wrk(
+    demo: Project, tmp_path: Path
+) -> None:
+    """Without wrk on the PATH the same sweep runs with the Python client, which says so and
+    measures its own ceiling the same way."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if taskset := shutil.which("taskset"):
+        (bin_dir / "taskset").symlink_to(taskset)
+    out = tmp_path / "results"
+    result = demo.run(
+        str(demo.path / ".venv" / "bin" / "python"), "bench/loadtest.py", "--users", "10",
+        "--posts", "60", "--writes", "comment=0.02,title=0.02", "--connections", "4,16",
+        "--duration", "1", "--warmup", "1", "--out", str(out),
+        env={"PATH": str(bin_dir)},
+    )  # fmt: skip
+    assert "wrk is not installed" in result.stderr
+    check_sweep(result.stdout, out, "Python client")
+
+
+def test_load_test_tool_loads_a_server_it_is_given(demo: Project, tmp_path: Path) -> None:
+    """With --url it seeds the database the server uses and loads it; the server's memory is
+    not its to read, so those cells stay empty."""
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'served.db'}", "RATE_LIMITS": "{}"}
+    demo.uv("alembic", "upgrade", "head", env=env)
+    out = tmp_path / "results"
+    with serve(demo, uv_run("demo"), env=env) as server:
+        result = demo.uv(
+            "python", "bench/loadtest.py", "--url", server.base_url, "--seed", "--users", "10",
+            "--posts", "60", "--writes", "0.03", "--connections", "4", "--duration", "1",
+            "--warmup", "0", "--out", str(out),
+            env=env,
+        )  # fmt: skip
+        assert server.get("/api/posts?limit=1").status == 200
+    cells = sweep_rows(result.stdout)
+    assert list(cells) == ["4"]
+    assert cells["4"][4] == "0.00%"
+    assert cells["4"][-1] == "-"
+    report = json.loads((out / "loadtest.json").read_text())
+    assert report["target"] == server.base_url
+    assert report["server_memory_mb"] is None
+    assert report["mix_shares"] == pytest.approx({"comment": 0.01, "title": 0.01, "post": 0.01})
+    assert "Server memory" not in (out / "loadtest.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--connections", "10,0"], "connection counts must be positive"),
+        (["--connections", "ten"], "not a list of connection counts"),
+        (["--writes", "delete=0.1"], "unknown write 'delete'"),
+        (["--writes", "lots"], "not a share of writes"),
+        (["--writes", "comment=0.6,title=0.6"], "shares must add up to at most 1"),
+        (["--url", "http://127.0.0.1:8000/api/posts"], "--url takes a base URL"),
+    ],
+)
+def test_load_test_tool_rejects_bad_arguments(demo: Project, args: list[str], message: str) -> None:
+    result = demo.uv("python", "bench/loadtest.py", *args, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
 
 
 def test_mixed_load_bench_prints_read_only_and_mixed_runs_side_by_side(demo: Project) -> None:

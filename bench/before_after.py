@@ -1,0 +1,134 @@
+"""Before/after: the generated projects against the naive implementation, in one run.
+
+    uv run python -m bench.before_after                          # the full sweep, 3 runs
+    uv run python -m bench.before_after --connections 100,1000 --duration 5 --runs 5
+
+Generates (a) the default project and (b) a ``postgresql`` + ``redis`` one from the working
+tree, installs and seeds them, and serves each with one uvicorn worker pinned to core 0,
+next to ``bench/naive_app.py`` (the same API written the naive way, on the default
+project's seeded SQLite database). Each run plays the generated project's own load test
+(``bench/loadtest.py --url``, wrk pinned to core 1) against every variant in turn, so drift
+hits them alike; the table is the median of ``--runs`` per level and variant, with each
+row's requests/s over the naive app's. The raw ASGI row is the load test's own ceiling:
+the same mix against an app sending one post's bytes, the machine's limit.
+"""
+
+import argparse
+import json
+import statistics
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+
+from bench.endpoints import pinned, services
+from tests.e2e import serve
+from tests.project import Project, render, snapshot_repo
+
+BENCH_DIR = Path(__file__).resolve().parent
+VARIANTS = ("default", "postgresql-redis", "naive")
+FIGURES = ("avg_ms", "p50_ms", "p95_ms", "p99_ms", "error_rate", "rps")
+SERVER_ENV = {"LOG_LEVEL": "warning", "RATE_LIMITS": "{}", "WORKERS": "1"}
+
+
+def median_level(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {figure: statistics.median(run[figure] for run in runs) for figure in FIGURES}
+
+
+def table(results: dict[str, list[dict]], levels: list[int]) -> str:
+    rows = [
+        "| connections | variant | avg ms | p50 ms | p95 ms | p99 ms | errors | req/s | x naive |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for index, connections in enumerate(levels):
+        medians = {
+            name: median_level([run["levels"][index] for run in runs])
+            for name, runs in results.items()
+        }
+        naive = medians.get("naive", {}).get("rps")
+        for name, m in medians.items():
+            versus = f"{m['rps'] / naive:.1f}" if naive else "-"
+            rows.append(
+                f"| {connections:,} | {name} | {m['avg_ms']:.1f} | {m['p50_ms']:.1f} "
+                f"| {m['p95_ms']:.1f} | {m['p99_ms']:.1f} | {m['error_rate']:.2%} "
+                f"| {m['rps']:,.0f} | {versus} |"
+            )
+    ceilings = [run["ceiling"] for runs in results.values() for run in runs]
+    ceiling = median_level(ceilings)
+    rows.append(
+        f"| {ceilings[0]['connections']:,} | raw ASGI app, same bytes | {ceiling['avg_ms']:.1f} "
+        f"| {ceiling['p50_ms']:.1f} | {ceiling['p95_ms']:.1f} | {ceiling['p99_ms']:.1f} "
+        f"| {ceiling['error_rate']:.2%} | {ceiling['rps']:,.0f} | - |"
+    )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", default="10,50,100,200,500,1000,2000")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per level")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds before each sweep")
+    parser.add_argument("--runs", type=int, default=3, help="sweeps per variant (median)")
+    parser.add_argument("--writes", default="0.01", help="share of writes (loadtest.py)")
+    parser.add_argument("--users", type=int, default=1000)
+    parser.add_argument("--posts", type=int, default=10000)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    args = parser.parse_args(argv)
+    try:
+        levels = [int(c) for c in args.connections.split(",")]
+    except ValueError:
+        parser.error(f"--connections takes counts such as 10,100,1000, not {args.connections!r}")
+    if args.runs < 1 or min(levels) < 1:
+        parser.error("--runs and every level of --connections must be at least 1")
+
+    with tempfile.TemporaryDirectory(prefix="fe-before-after-") as work, ExitStack() as stack:
+        root = Path(work)
+        template = snapshot_repo(root / "template", "v0.0.0")
+        seed = ["--users", str(args.users), "--posts", str(args.posts)]
+        seed += ["--comments", str(args.posts * 3)]
+        projects: dict[str, tuple[Project, dict[str, str]]] = {}
+        for name in ("default", "postgresql-redis"):
+            if name not in args.variants and name != "default":  # the naive app uses default's
+                continue
+            answers = {"project_name": "Bench", "python_version": "3.11"}
+            env = {**SERVER_ENV, "DATABASE_URL": f"sqlite+aiosqlite:///{root}/bench.db"}
+            if name == "postgresql-redis":
+                answers |= {"database": "postgresql", "cache": "redis"}
+                env |= stack.enter_context(services("postgresql", "redis"))
+            project = Project(render(template, root / name, answers))
+            project.sync("3.11")
+            project.uv("bench-seed", *seed, env=env)
+            projects[name] = project, env
+        default, default_env = projects["default"]
+        urls = {}
+        for name in args.variants:
+            if name == "naive":
+                command = [str(default.path / ".venv" / "bin" / "python"), "-m", "uvicorn"]
+                command += ["naive_app:create_app", "--factory", "--app-dir", str(BENCH_DIR)]
+                command += ["--port", "{port}", "--log-level", "warning", "--no-access-log"]
+                env = {"NAIVE_DATABASE_URL": f"sqlite:///{root}/bench.db"}
+                server = serve(default, pinned(0, command), env=env)
+            else:
+                project, env = projects[name]
+                server = serve(project, pinned(0, [str(project.path / ".venv/bin/bench")]), env)
+            urls[name] = stack.enter_context(server).base_url
+
+        results: dict[str, list[dict]] = {name: [] for name in urls}
+        for run in range(args.runs):  # alternating, so drift hits every variant alike
+            for name, url in urls.items():
+                out = root / "results" / name / str(run)
+                default.uv(
+                    "python", "bench/loadtest.py", "--url", url, "--writes", args.writes,
+                    "--connections", args.connections, "--duration", str(args.duration),
+                    "--warmup", str(args.warmup), "--out", str(out),
+                    env=default_env,
+                )  # fmt: skip
+                results[name].append(json.loads((out / "loadtest.json").read_text()))
+    print(
+        f"\none uvicorn worker each (core 0), wrk on core 1, {args.writes} writes, "
+        f"median of {args.runs} alternating sweeps of {args.duration}s per level\n"
+    )
+    print(table(results, levels))
+
+
+if __name__ == "__main__":
+    main()
