@@ -63,9 +63,9 @@ def test_defaults_without_examples(tmp_path: Path) -> None:
         assert ready.status == 200
         assert ready.json() == {"status": "ok", "checks": {"database": "ok"}}
         assert server.get("/api/users").status == 404
-        assert "/metrics" in server.get("/openapi.json").json()["paths"]
+        assert "http_requests_total" in server.get("/metrics").body.decode()
 
-    refused = add(project.path, "orders", "total:decimal", "owner_id:ref:users")
+    refused = add(project.path, "invoices", "total:decimal", "owner_id:ref:users")
     assert refused.returncode == 1
     assert "there is no resource 'users' in this project" in refused.stderr
     added = add(project.path, *PRODUCTS)
