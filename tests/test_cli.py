@@ -55,6 +55,7 @@ def test_new_with_defaults_names_the_project_after_the_folder(tmp_path: Path) ->
     assert answers["project_slug"] == "order-api"
     assert answers["package_name"] == "order_api"
     assert answers["database"] == "sqlite"
+    assert answers["examples"] is True
     assert answers["_src_path"] == DEFAULT_TEMPLATE_URL
     assert answers["_commit"] == f"v{__version__}"
     assert (project / "src" / "order_api" / "main.py").is_file()
@@ -84,6 +85,7 @@ def test_every_flag_reaches_the_answers(tmp_path: Path) -> None:
         "--cache",
         "redis",
         "--no-features",
+        "--no-examples",
         "--template",
         "https://example.org/mirror.git",
     )
@@ -100,8 +102,17 @@ def test_every_flag_reaches_the_answers(tmp_path: Path) -> None:
         "database": "postgresql",
         "cache": "redis",
         "features": [],
+        "examples": False,
     }
     assert answers["_src_path"] == "https://example.org/mirror.git"
+    assert not (tmp_path / "x" / "src" / "shop_core" / "posts").exists()
+
+
+def test_examples_flag_keeps_the_blog(tmp_path: Path) -> None:
+    result = cli("new", str(tmp_path / "blog"), "--defaults", "--examples", "--feature", "auth")
+    assert result.returncode == 0, result.stderr
+    assert answers_of(tmp_path / "blog")["examples"] is True
+    assert (tmp_path / "blog" / "src" / "blog" / "posts" / "router.py").is_file()
 
 
 def test_template_url_from_environment(tmp_path: Path) -> None:

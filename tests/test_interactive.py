@@ -41,6 +41,7 @@ def test_prompts_on_a_terminal(tmp_path: Path) -> None:
     answer("Database", DOWN + ENTER)  # PostgreSQL
     answer("Second-level cache", DOWN + ENTER)  # Redis
     answer("Optional features", DOWN + DOWN + SPACE + ENTER)  # also tick the third one
+    answer("Include the example blog", "n")  # a confirm: "n" answers no at once
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0, child.before
@@ -51,4 +52,6 @@ def test_prompts_on_a_terminal(tmp_path: Path) -> None:
     assert answers["database"] == "postgresql"
     assert answers["cache"] == "redis"
     assert answers["features"] == ["metrics", "alerts", "rate_limit"]
+    assert answers["examples"] is False
     assert (tmp_path / "shop" / "src" / "shop" / "core" / "redis.py").is_file()
+    assert not (tmp_path / "shop" / "src" / "shop" / "posts").exists()

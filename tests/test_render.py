@@ -36,6 +36,10 @@ LEFTOVER_STATEMENT = re.compile(r"\{%-?\s|\s-?%\}|\{#\s")
 def one_factor_cases() -> list[tuple[str, dict[str, Any]]]:
     cases: list[tuple[str, dict[str, Any]]] = [("defaults", {})]
     for name, question in questions().items():
+        if question.get("type") == "bool":
+            other = not question["default"]
+            cases.append((f"{name}={other}".lower(), {name: other}))
+            continue
         if "choices" not in question:
             continue
         values = choices(name)
@@ -70,6 +74,9 @@ def full_combinations() -> list[tuple[str, dict[str, Any]]]:
     for database, cache_backend in itertools.product(choices("database"), choices("cache")):
         answers = {"database": database, "cache": cache_backend, "features": features_for(database)}
         cases.append((f"{database}-{cache_backend}-all", answers))
+        no_examples = {**answers, "examples": False}
+        cases.append((f"{database}-{cache_backend}-all-no-examples", no_examples))
+    cases.append(("no-examples-auth", {"examples": False, "features": ["auth"]}))
     return cases
 
 
@@ -280,6 +287,36 @@ def test_custom_names_are_used(rendered: dict[str, Path]) -> None:
     assert 'billing-svc = "billing_core.__main__:main"' in pyproject
 
 
+# What a project without the example blog keeps, and what it must not have.
+NO_EXAMPLES_CORE = [
+    "src/my_service/core/cache.py",
+    "src/my_service/health/router.py",
+    "src/my_service/domains.py",
+    "tests/test_schema.py",
+    "tests/test_http.py",
+    "tests/test_errors.py",
+    "bench/loadtest.py",
+    "bench/cache_hit_rate.py",
+]
+EXAMPLE_FILES = [
+    "src/my_service/posts",
+    "src/my_service/comments",
+    "src/my_service/seed.py",
+    "migrations/versions/20261128_0001_initial.py",
+    "tests/factories.py",
+    "tests/test_posts.py",
+    "tests/test_comments.py",
+    "tests/test_invalidation.py",
+    "tests/test_indexes.py",
+    "tests/test_queries.py",
+    "tests/test_export.py",
+    "bench/mixed_load.py",
+    "bench/list_posts.py",
+    "bench/middleware_cost.py",
+    "bench/json_paths.py",
+]
+
+
 @pytest.mark.parametrize(
     ("answers", "present", "absent"),
     [
@@ -301,6 +338,31 @@ def test_custom_names_are_used(rendered: dict[str, Path]) -> None:
             ["k8s/deployment.yaml", "k8s/migration-job.yaml"],
             ["Dockerfile"],
         ),
+        (
+            {"examples": False},
+            [*NO_EXAMPLES_CORE, "migrations/versions/20261128_0001_empty.py"],
+            [*EXAMPLE_FILES, "src/my_service/users", "tests/test_users.py"],
+        ),
+        (
+            {"examples": False, "features": ["auth"]},
+            [
+                *NO_EXAMPLES_CORE,
+                "src/my_service/users/service.py",
+                "tests/test_users.py",
+                "tests/test_auth.py",
+                "migrations/versions/20261128_0001_users.py",
+                "migrations/versions/20261128_0002_credentials.py",
+            ],
+            [*EXAMPLE_FILES, "migrations/versions/20261128_0001_empty.py"],
+        ),
+        (
+            {},
+            ["migrations/versions/20261128_0001_initial.py", "tests/test_posts.py"],
+            [
+                "migrations/versions/20261128_0001_users.py",
+                "migrations/versions/20261128_0001_empty.py",
+            ],
+        ),
     ],
 )
 def test_choices_switch_whole_files(
@@ -311,6 +373,8 @@ def test_choices_switch_whole_files(
     absent: list[str],
 ) -> None:
     project = render(template_repo, tmp_path / "p", answers)
+    present = [rel.replace("migrations/", "src/my_service/migrations/", 1) for rel in present]
+    absent = [rel.replace("migrations/", "src/my_service/migrations/", 1) for rel in absent]
     for rel in present:
         assert (project / rel).is_file(), rel
     for rel in absent:
@@ -345,3 +409,34 @@ def test_invalid_answers_are_refused(
     with pytest.raises(ValueError, match=message):
         render(template_repo, dest, answers)
     assert not dest.exists()
+
+
+NO_EXAMPLE_CASES = [case_id for case_id, answers in ALL_CASES if answers.get("examples") is False]
+BLOG_IMPORT = re.compile(r"^\s*(from|import) \S*\b(posts|comments|factories|seed)\b", re.MULTILINE)
+# What in the READMEs would send a reader to the missing blog: its endpoints, modules,
+# tests, seed command and the benchmarks that load it.
+BLOG_POINTER = re.compile(
+    r"/api/(posts|comments)|\b(posts|comments)/|\bPost[A-Z]\w*|-seed\b|test_(posts|comments|queries)\b"
+    r"|bench/(mixed_load|list_posts|middleware_cost|json_paths)\.py|\(#(mixed_load|list_posts)"
+)
+
+
+@pytest.mark.parametrize("case_id", NO_EXAMPLE_CASES)
+def test_no_examples_leaves_no_trace_of_the_blog(rendered: dict[str, Path], case_id: str) -> None:
+    """No module imports the blog, and the READMEs point to nothing it had. (The bench
+    README's measurements were taken on the blog and say so.)"""
+    project = rendered[case_id]
+    imports = [
+        f"{path.relative_to(project)}: {match.group(0).strip()}"
+        for path in project.rglob("*.py")
+        for match in BLOG_IMPORT.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert imports == []
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    assert [m.group(0) for m in BLOG_POINTER.finditer(readme)] == []
+    bench = (project / "bench" / "README.md").read_text(encoding="utf-8")
+    measurements = bench.index("## Measurements behind the code's comments")
+    assert [m.group(0) for m in BLOG_POINTER.finditer(bench[:measurements])] == []
+    for script in ("mixed_load", "list_posts", "middleware_cost", "json_paths"):
+        assert f"## {script}.py" not in bench
+    assert "seed" not in (project / "pyproject.toml").read_text()

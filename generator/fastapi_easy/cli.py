@@ -117,6 +117,13 @@ def new(
         list[str] | None, typer.Option("--feature", "-f", help="Enable a feature (repeatable).")
     ] = None,
     no_features: Annotated[bool, typer.Option(help="Enable no optional feature.")] = False,
+    examples: Annotated[
+        bool | None,
+        typer.Option(
+            "--examples/--no-examples",
+            help="Include the example blog (users, posts, comments) [default: included].",
+        ),
+    ] = None,
     defaults: Annotated[
         bool, typer.Option(help="Use the default for every question not given by a flag.")
     ] = False,
@@ -154,6 +161,7 @@ def new(
             "database": database,
             "cache": cache,
             "features": sorted(set(feature)) if feature else ([] if no_features else None),
+            "examples": examples,
         }.items()
         if value is not None
     }
