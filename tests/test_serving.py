@@ -8,6 +8,7 @@ application, from its headers until the rest of its body is sent.
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
 import threading
@@ -296,6 +297,9 @@ def test_postgresql_through_pgbouncer_transaction_pooling(
             "WORKERS": "2",
             "CACHE_ENABLED": "false",
             "RATE_LIMITS": "{}",
+            # One key for both workers: development would give each its own, and a token
+            # signed by one would not verify in the other.
+            "SECRET_KEY": secrets.token_urlsafe(32),
         }
         # Without the mode PgBouncer refuses the connection outright, at start-up.
         plain = {**env, "DB_PGBOUNCER": "false", "PORT": "1"}

@@ -18,6 +18,7 @@ gunicorn with the maintained uvicorn worker come with the ``servers`` extra
 (``uv sync --extra servers``). ``bench/compare_servers.py`` measures them on this app.
 """
 
+import asyncio
 import importlib.util
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -25,14 +26,35 @@ from typing import Any, ClassVar
 import uvicorn
 
 from ..settings import Settings
+from .db import ConnectionBudgetError, check_connection_budget, create_engine
 
 PACKAGE = __package__.partition(".")[0]
 APP = f"{PACKAGE}.main:create_app"
 
 
 def serve(settings: Settings) -> None:
-    """Run the server the settings name until it is told to stop."""
+    """Check the connection budget, then run the server the settings name until it is told
+    to stop."""
+    try:
+        asyncio.run(_check_connection_budget(settings))
+    except ConnectionBudgetError as error:
+        raise SystemExit(f"refusing to start: {error}") from None
     SERVERS[settings.server](settings)
+
+
+async def _check_connection_budget(settings: Settings) -> None:
+    """The budget check of the lifespan, once before any worker starts.
+
+    Each worker checks again as it starts (that covers servers started without this
+    command), but a worker that fails there only ends itself: with several workers, the
+    supervisor of uvicorn or gunicorn carries on or exits with status 0. Checked here, a
+    budget that does not fit stops the command with the numbers and a non-zero status.
+    """
+    engine = create_engine(settings)
+    try:
+        await check_connection_budget(engine, settings)
+    finally:
+        await engine.dispose()
 
 
 def serve_uvicorn(settings: Settings) -> None:
