@@ -274,6 +274,57 @@ def test_another_server_without_the_servers_extra_is_a_clear_error(bouncer: Proj
     assert "uv sync --extra servers" in result.stderr
 
 
+# Many clients running one statement over and over through PgBouncer, with the connection
+# arguments the project uses in PgBouncer mode, or with the driver's defaults.
+SAME_STATEMENT = """
+import asyncio
+import sys
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bouncer.core.db import postgresql_connect_args
+from bouncer.settings import Settings
+
+
+async def main(url: str, pgbouncer: bool) -> None:
+    connect_args = postgresql_connect_args(Settings(database_url=url, db_pgbouncer=pgbouncer))
+    # Straight-to-PostgreSQL arguments less the startup parameter PgBouncer refuses.
+    connect_args["server_settings"].pop("statement_timeout", None)
+    engine = create_async_engine(url, pool_size=20, connect_args=connect_args)
+
+    async def client() -> None:
+        for n in range(20):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT count(*) FROM users WHERE id > :n"), {"n": n})
+
+    try:
+        await asyncio.gather(*(client() for _ in range(20)))
+    finally:
+        await engine.dispose()
+
+
+asyncio.run(main(sys.argv[1], sys.argv[2] == "pgbouncer"))
+"""
+
+
+def test_pgbouncer_mode_is_what_keeps_prepared_statements_working(
+    bouncer: Project, postgres: PostgresServer
+) -> None:
+    """The control for the test below: through the same PgBouncer, the driver's defaults
+    (prepared statements cached per connection) fail, the project's PgBouncer mode does not."""
+    direct = postgres.create_database("bouncer_statements")
+    bouncer.uv("alembic", "upgrade", "head", env={"DATABASE_URL": direct})
+    script = bouncer.path / "same_statement.py"
+    script.write_text(SAME_STATEMENT)
+    with pgbouncer_server(postgres, pool_size=4) as pgbouncer:
+        url = pgbouncer.url("bouncer_statements")
+        defaults = bouncer.uv("python", str(script), url, "defaults", check=False)
+        assert defaults.returncode != 0
+        assert "prepared statement" in defaults.stderr, defaults.stderr[-3000:]
+        bouncer.uv("python", str(script), url, "pgbouncer")
+
+
 def test_postgresql_through_pgbouncer_transaction_pooling(
     bouncer: Project, postgres: PostgresServer, redis: RedisServer
 ) -> None:
