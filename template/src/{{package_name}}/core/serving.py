@@ -33,13 +33,19 @@ APP = f"{PACKAGE}.main:create_app"
 
 
 def serve(settings: Settings) -> None:
-    """Check the connection budget, then run the server the settings name until it is told
-    to stop."""
+    """Check that the server is installed and the connection budget fits, then run the
+    server the settings name until it is told to stop."""
+    run, modules = SERVERS[settings.server]
+    if missing := [module for module in modules if importlib.util.find_spec(module) is None]:
+        raise SystemExit(
+            f"SERVER={settings.server} needs {', '.join(missing)}, which this environment "
+            "lacks: install the project's servers extra (uv sync --extra servers)"
+        )
     try:
         asyncio.run(_check_connection_budget(settings))
     except ConnectionBudgetError as error:
         raise SystemExit(f"refusing to start: {error}") from None
-    SERVERS[settings.server](settings)
+    run(settings)
 
 
 async def _check_connection_budget(settings: Settings) -> None:
@@ -76,7 +82,6 @@ def serve_uvicorn(settings: Settings) -> None:
 
 
 def serve_granian(settings: Settings) -> None:
-    _require(settings, "granian")
     from granian import Granian
     from granian.constants import Interfaces, Loops
     from granian.log import LogLevels
@@ -99,7 +104,6 @@ def serve_granian(settings: Settings) -> None:
 
 def serve_gunicorn(settings: Settings) -> None:
     """gunicorn's arbiter forking ``uvicorn-worker`` processes, each a uvicorn server."""
-    _require(settings, "gunicorn", "uvicorn_worker")
     from gunicorn.app.base import BaseApplication
     from uvicorn_worker import UvicornWorker
 
@@ -138,17 +142,9 @@ def serve_gunicorn(settings: Settings) -> None:
     Application().run()
 
 
-def _require(settings: Settings, *modules: str) -> None:
-    missing = [module for module in modules if importlib.util.find_spec(module) is None]
-    if missing:
-        raise SystemExit(
-            f"SERVER={settings.server} needs {', '.join(missing)}, which this environment "
-            "lacks: install the project's servers extra (uv sync --extra servers)"
-        )
-
-
-SERVERS: dict[str, Callable[[Settings], None]] = {
-    "uvicorn": serve_uvicorn,
-    "granian": serve_granian,
-    "gunicorn": serve_gunicorn,
+# Each server: how to run it, and the modules it needs (the last two: the servers extra).
+SERVERS: dict[str, tuple[Callable[[Settings], None], tuple[str, ...]]] = {
+    "uvicorn": (serve_uvicorn, ("uvicorn",)),
+    "granian": (serve_granian, ("granian",)),
+    "gunicorn": (serve_gunicorn, ("gunicorn", "uvicorn_worker")),
 }
