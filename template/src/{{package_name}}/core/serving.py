@@ -73,6 +73,10 @@ def serve_uvicorn(settings: Settings) -> None:
         backlog=settings.backlog,
         timeout_keep_alive=settings.keep_alive_seconds,
         timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
+        # With several workers the supervisor pings each and replaces one that does not
+        # answer in time. At uvicorn's 5 s, workers still importing the app on a busy or
+        # CPU-throttled machine were killed, and their replacements too, over and over.
+        timeout_worker_healthcheck=30,
         log_level=settings.log_level,
         access_log=False,
         loop="uvloop",
