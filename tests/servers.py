@@ -1,4 +1,4 @@
-"""Real PostgreSQL and Redis servers for the test suite: loopback, free ports, temp dirs.
+"""Real PostgreSQL, PgBouncer and Redis servers for the test suite: loopback, free ports, temp dirs.
 
 Each server is a child process of the test run and is stopped (and its data deleted) when
 the fixture that started it ends.
@@ -172,3 +172,69 @@ def postgres_server() -> Iterator[PostgresServer]:
     finally:
         server.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass
+class PgBouncerServer:
+    """PgBouncer in transaction pooling mode in front of a `PostgresServer`."""
+
+    port: int
+    postgres: PostgresServer
+    pool_size: int
+    max_client_conn: int
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://{self.postgres.user}@127.0.0.1:{self.port}/{database}"
+
+
+def pgbouncer_config(
+    port: int, postgres: PostgresServer, workdir: Path, pool_size: int, max_client_conn: int
+) -> str:
+    """Transaction pooling, as the generated README configures it: server connections are
+    reset after every transaction, so no prepared statement outlives the one it was made in."""
+    return f"""\
+[databases]
+* = host=127.0.0.1 port={postgres.port}
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {port}
+unix_socket_dir =
+auth_type = trust
+auth_file = {workdir / "userlist.txt"}
+pidfile = {workdir / "pgbouncer.pid"}
+logfile = {workdir / "pgbouncer.log"}
+pool_mode = transaction
+default_pool_size = {pool_size}
+max_client_conn = {max_client_conn}
+server_reset_query = DISCARD ALL
+server_reset_query_always = 1
+"""
+
+
+@contextlib.contextmanager
+def pgbouncer_server(
+    postgres: PostgresServer, pool_size: int = 10, max_client_conn: int = 500
+) -> Iterator[PgBouncerServer]:
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(binary).exists():
+        raise FileNotFoundError("pgbouncer not found (apt-get install pgbouncer)")
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="fe-pgbouncer-"))
+    (workdir / "userlist.txt").write_text(f'"{postgres.user}" ""\n')
+    config = workdir / "pgbouncer.ini"
+    config.write_text(pgbouncer_config(port, postgres, workdir, pool_size, max_client_conn))
+    if os.geteuid() == 0:  # PgBouncer refuses to run as root, like PostgreSQL
+        shutil.chown(workdir, "postgres")
+    process = subprocess.Popen(
+        _as_postgres_user([binary, str(config)]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield PgBouncerServer(port, postgres, pool_size, max_client_conn)
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)

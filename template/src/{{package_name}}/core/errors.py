@@ -124,8 +124,10 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     TimeoutError,
 )
 # The same from PostgreSQL's error codes: connection exceptions (class 08), the server
-# shutting down or starting up (57P01-57P03), no connection slot left (53300).
-UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+# shutting down or starting up (57P01-57P03), no connection slot left (53300), a statement
+# cancelled at DB_STATEMENT_TIMEOUT_MS (57014; through PgBouncer the driver enforces that
+# timeout itself and raises TimeoutError, so both modes answer alike).
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300", "57014")
 RETRY_AFTER_SECONDS = "1"
 
 
