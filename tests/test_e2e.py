@@ -17,6 +17,7 @@ import pytest
 from fastapi_easy.template import choices
 
 from .e2e import Response, Server, serve, uv_run
+from .fuzz import FuzzRun, fuzz
 from .project import Project, features_for, render, tool
 from .servers import PostgresServer, RedisServer, free_port
 
@@ -221,6 +222,41 @@ def test_cross_combinations(
     with serve(project, uv_run("mixed"), env=run_env) as server:
         assert server.get("/readyz").status == 200
         exercise_api(server)
+
+
+def assert_fuzzed_cleanly(name: str, run: FuzzRun) -> None:
+    print(f"\n[fuzz] {name}: {run.summary()}")
+    operations = run.report["operations"]
+    assert operations["tested"] == operations["total"] > 0, run.output
+    assert operations["errored"] == 0, run.output
+    assert run.cases > operations["total"], run.output
+    assert not run.failures, run.output
+
+
+def test_fuzzing_every_operation_of_the_default_project(demo: Project, tmp_path: Path) -> None:
+    """No 5xx, and every answer as the OpenAPI schema documents it (status, type, body)."""
+    with serve(demo, uv_run("demo")) as server:
+        assert_fuzzed_cleanly("default", fuzz(server, tmp_path))
+
+
+def test_fuzzing_every_operation_of_postgresql_redis_all_features(
+    full_stack: tuple[Project, str], postgres: PostgresServer, redis: RedisServer, tmp_path: Path
+) -> None:
+    """The same with a bearer token on every request (writes need one), on PostgreSQL, which
+    refuses more than SQLite (text with U+0000, ids past 64 bits)."""
+    project, _ = full_stack
+    env = {
+        "DATABASE_URL": postgres.create_database("full_stack_fuzz"),
+        "REDIS_URL": redis.url(6),
+        # The fuzzer's requests come from one address: the limit is not what is tested.
+        "RATE_LIMITS": '{"/api": "100000/second"}',
+        # The fuzzer registers a user whenever its token stops working; cheap hashes.
+        "AUTH_ARGON2_TIME_COST": "1",
+        "AUTH_ARGON2_MEMORY_COST": "1024",
+    }
+    project.uv("alembic", "upgrade", "head", env=env)
+    with serve(project, uv_run("full-stack"), env=env) as server:
+        assert_fuzzed_cleanly("postgresql+redis+all", fuzz(server, tmp_path, auth=True))
 
 
 def test_readiness_names_redis_when_it_is_down(
