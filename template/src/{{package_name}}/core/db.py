@@ -84,13 +84,18 @@ def driver_errors(settings: Settings) -> tuple[type[Exception], ...]:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
+    """The engine, with ``hide_parameters``: statement values stay out of error messages and
+    logs, for they are user data (password hashes among them); the statement is still shown."""
     if settings.is_sqlite:
-        engine = create_async_engine(settings.database_url, echo=settings.db_echo)
+        engine = create_async_engine(
+            settings.database_url, echo=settings.db_echo, hide_parameters=True
+        )
         event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
         return engine
     return create_async_engine(
         settings.database_url,
         echo=settings.db_echo,
+        hide_parameters=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
