@@ -259,11 +259,14 @@ def _describe_problems(schema: dict[str, Any]) -> None:
                 for code, description in BODY_PROBLEMS.items():
                     responses.setdefault(code, {"description": description})
             for code, response in responses.items():
-                if code[0] not in "45" or not _untyped(response):
-                    continue
-                model = "ValidationProblem" if code == "422" else "Problem"
-                ref = {"$ref": f"#/components/schemas/{model}"}
-                response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": ref}}
+                if code[0] in "45" and _untyped(response):
+                    model = ValidationProblem if code == "422" else Problem
+                    response["content"] = problem_content(model)
+
+
+def problem_content(model: type[Problem] = Problem) -> dict[str, Any]:
+    """The ``content`` of an error response in the OpenAPI schema (`document_problems`)."""
+    return {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
 
 
 def _untyped(response: dict[str, Any]) -> bool:
