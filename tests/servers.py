@@ -44,9 +44,24 @@ def postgres_bin() -> Path:
 class RedisServer:
     port: int
     process: subprocess.Popen[bytes]
+    command: list[str]
 
     def url(self, db: int = 0) -> str:
         return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would end it: no shutdown of any kind."""
+        self.process.kill()
+        self.process.wait(10)
+
+    def start(self) -> None:
+        """Start it again on the same port, empty (it persists nothing)."""
+        self.process = _start_redis(self.command)
+        wait_for_port(self.port)
+
+
+def _start_redis(command: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @contextlib.contextmanager
@@ -56,29 +71,15 @@ def redis_server() -> Iterator[RedisServer]:
         raise FileNotFoundError("redis-server not found (apt-get install redis-server)")
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="fe-redis-") as workdir:
-        process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                workdir,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--dir", workdir]
+        server = RedisServer(port, _start_redis(command), command)
         try:
             wait_for_port(port)
-            yield RedisServer(port, process)
+            yield server
         finally:
-            process.terminate()
-            process.wait(10)
+            server.process.terminate()
+            server.process.wait(10)
 
 
 @dataclass

@@ -4,6 +4,7 @@ Flags map to answers one to one; bad input is one line on stderr, a non-zero exi
 nothing written.
 """
 
+import keyword
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import yaml
 from fastapi_easy import __version__
 from fastapi_easy.template import DEFAULT_TEMPLATE_URL, TEMPLATE_URL_ENV
 
-from .project import clean_env, tool
+from .project import REPO_ROOT, clean_env, tool
 
 
 def cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
@@ -130,6 +131,7 @@ def test_template_url_from_environment(tmp_path: Path) -> None:
         (["--python-version", "3.9"], "--python-version must be one of"),
         (["--name", "1st service"], "must start with a letter"),
         (["--package", "class-name"], "lowercase Python identifier"),
+        (["--package", "class"], "is a Python keyword"),
         (["--author-email", "not-an-email"], "is not an e-mail address"),
         (["--feature", "metrics", "--no-features"], "exclude each other"),
     ],
@@ -140,6 +142,61 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(
     result = cli("new", str(tmp_path / "p"), "--defaults", *args)
     assert_one_line_error(result, fragment)
     assert not (tmp_path / "p").exists()
+
+
+def test_every_python_keyword_is_refused_as_a_package_name() -> None:
+    validator = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())["package_name"]["validator"]
+    keywords = [word for word in keyword.kwlist if word.islower()]
+    assert [word for word in keywords if f"'{word}'" not in validator] == []
+
+
+@pytest.mark.parametrize(
+    ("folder", "slug", "package"),
+    [
+        ("my service", "my-service", "my_service"),
+        ("a..b", "a-b", "a_b"),
+        ("Order API", "order-api", "order_api"),
+    ],
+)
+def test_odd_folder_names_become_a_safe_slug_and_package(
+    tmp_path: Path, folder: str, slug: str, package: str
+) -> None:
+    result = cli("new", folder, "--defaults", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    answers = answers_of(tmp_path / folder)
+    assert (answers["project_name"], answers["project_slug"]) == (folder, slug)
+    assert answers["package_name"] == package
+    assert (tmp_path / folder / "src" / package / "main.py").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [folder]
+
+
+@pytest.mark.parametrize(
+    ("folder", "fragment"),
+    [
+        ("naïve", "must start with a letter"),
+        ("服务", "must start with a letter"),
+        ("1st", "must start with a letter"),
+        ("class", "is a Python keyword"),
+        ("import", "is a Python keyword"),
+        ("json", "would shadow a module"),
+    ],
+)
+def test_unusable_folder_names_are_refused_and_write_nothing(
+    tmp_path: Path, folder: str, fragment: str
+) -> None:
+    result = cli("new", folder, "--defaults", cwd=tmp_path)
+    assert_one_line_error(result, fragment)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_path_through_the_parent_writes_only_the_folder_it_names(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    result = cli("new", "../x", "--defaults", cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert list(work.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work", "x"]
+    assert answers_of(tmp_path / "x")["project_name"] == "x"
 
 
 def test_unknown_flag_is_refused(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import pytest
 from fastapi_easy.template import choices
 
 from .e2e import Response, Server, serve, uv_run
+from .fuzz import FuzzRun, fuzz
 from .project import Project, features_for, render, tool
 from .servers import PostgresServer, RedisServer, free_port
 
@@ -222,6 +223,89 @@ def test_cross_combinations(
     with serve(project, uv_run("mixed"), env=run_env) as server:
         assert server.get("/readyz").status == 200
         exercise_api(server)
+
+
+def assert_fuzzed_cleanly(name: str, run: FuzzRun) -> None:
+    print(f"\n[fuzz] {name}: {run.summary()}")
+    operations = run.report["operations"]
+    assert operations["tested"] == operations["total"] > 0, run.output
+    assert operations["errored"] == 0, run.output
+    assert run.cases > operations["total"], run.output
+    assert not run.failures, run.output
+
+
+def test_fuzzing_every_operation_of_the_default_project(demo: Project, tmp_path: Path) -> None:
+    """No 5xx, and every answer as the OpenAPI schema documents it (status, type, body)."""
+    with serve(demo, uv_run("demo")) as server:
+        assert_fuzzed_cleanly("default", fuzz(server, tmp_path))
+
+
+def test_fuzzing_every_operation_of_postgresql_redis_all_features(
+    full_stack: tuple[Project, str], postgres: PostgresServer, redis: RedisServer, tmp_path: Path
+) -> None:
+    """The same with a bearer token on every request (writes need one), on PostgreSQL, which
+    refuses more than SQLite (text with U+0000, ids past 64 bits)."""
+    project, _ = full_stack
+    env = {
+        "DATABASE_URL": postgres.create_database("full_stack_fuzz"),
+        "REDIS_URL": redis.url(6),
+        # The fuzzer's requests come from one address: the limit is not what is tested.
+        "RATE_LIMITS": '{"/api": "100000/second"}',
+        # The fuzzer registers a user whenever its token stops working; cheap hashes.
+        "AUTH_ARGON2_TIME_COST": "1",
+        "AUTH_ARGON2_MEMORY_COST": "1024",
+    }
+    project.uv("alembic", "upgrade", "head", env=env)
+    with serve(project, uv_run("full-stack"), env=env) as server:
+        assert_fuzzed_cleanly("postgresql+redis+all", fuzz(server, tmp_path, auth=True))
+
+
+def test_no_secret_reaches_the_logs_the_answers_or_the_answers_file(
+    full_stack: tuple[Project, str], postgres: PostgresServer
+) -> None:
+    """A served project, logging everything at DEBUG with every request in the access log,
+    given a password in DATABASE_URL and REDIS_URL (Redis is down, so its errors are logged),
+    registers, logs in and refuses a bad token: no password or token is written anywhere."""
+    project, _ = full_stack
+    db_password, redis_password = "db-pw-7d21e0", "redis-pw-03c9ab"
+    database_url = postgres.create_database("full_stack_secrets")
+    env = {
+        # The test server trusts local connections: the password is carried, not checked.
+        "DATABASE_URL": database_url.replace("://postgres@", f"://postgres:{db_password}@"),
+        "REDIS_URL": f"redis://:{redis_password}@127.0.0.1:{free_port()}/0",
+        "LOG_LEVEL": "debug",
+        "ACCESS_LOG_SAMPLE_RATE": "1",
+    }
+    assert db_password in env["DATABASE_URL"]
+    project.uv("alembic", "upgrade", "head", env=env)
+    password, wrong = "secret-pw-5b8f2a71", "wrong-pw-c41d9e"
+    with serve(project, uv_run("full-stack"), env=env) as server:
+        user = {"email": "ada@example.org", "name": "Ada", "password": password}
+        answers = [server.request("POST", "/api/auth/register", user)]
+        token = log_in(server, user["email"], password)["Authorization"].removeprefix("Bearer ")
+        answers += [
+            server.get(f"/api/auth/me?access_token={token}", {"Authorization": f"Bearer {token}"}),
+            server.get("/api/auth/me", {"Authorization": f"Bearer {token}x"}),
+            server.request(
+                "PUT",
+                "/api/auth/password",
+                {"current_password": wrong, "new_password": wrong + "-new"},
+                {"Authorization": f"Bearer {token}"},
+            ),
+            server.get("/readyz"),
+        ]
+        assert [answer.status for answer in answers] == [201, 200, 401, 403, 503]
+        port = server.base_url.rsplit(":", 1)[1]
+        log = (project.path / f".server-{port}.log").read_text()
+    assert '"path":"/api/auth/me"' in log  # the access log wrote every request
+    assert "redis" in log.lower()  # and Redis's failures were logged
+    secrets = (db_password, redis_password, password, wrong, token)
+    leaked = [secret for secret in secrets if secret in log]
+    assert not leaked, log[-5000:]
+    for answer in answers[2:]:
+        assert not [secret for secret in secrets if secret in answer.body.decode()]
+    answers_file = (project.path / ".copier-answers.yml").read_text().lower()
+    assert not [word for word in ("secret", "password", "token") if word in answers_file]
 
 
 def test_readiness_names_redis_when_it_is_down(

@@ -1,23 +1,30 @@
-"""A PostgreSQL restart under a write load: clear 503s, no lost write, prompt recovery.
+"""Backing services failing under load: PostgreSQL restarted, Redis killed.
+
+A PostgreSQL restart under a write load: clear 503s, no lost write, prompt recovery.
 
 A generated PostgreSQL project serves eight clients that create posts without pause while
 its private PostgreSQL is stopped for three seconds and started again. Every answer must be
 a 201 or a 503 problem with ``Retry-After`` (never a 500, never a hang), ``/readyz`` must
 name the database while it is down, writes must succeed again within seconds, and every
 write answered 201 must be in the database afterwards.
+
+Redis killed with SIGKILL under reads and writes through two instances of a cache=redis
+project: no request fails (the cache fails open), and once Redis is back, empty, each
+instance reads what the other stored in the L2 and sees the other's writes again.
 """
 
 import json
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from .e2e import Response, Server, serve, uv_run
 from .project import Project, render
-from .servers import postgres_server
+from .servers import postgres_server, redis_server
 
 pytestmark = pytest.mark.e2e
 
@@ -25,6 +32,7 @@ CLIENTS = 8
 OUTAGE_S = 3.0
 # An answer within this bound: the connect timeout and the pool timeout are both shorter.
 SLOWEST_ANSWER_S = 12.0
+REDIS_CLIENTS = 6
 
 
 class Writers:
@@ -119,3 +127,135 @@ def test_a_database_restart_under_writes_gives_503s_and_loses_nothing(
             lost = set(writers.acknowledged) - titles
             print(f"[outage] acknowledged writes: {len(writers.acknowledged)}, lost: {len(lost)}")
             assert not lost
+
+
+class Traffic:
+    """Clients that read posts by id and create posts, alternating between two instances,
+    until stopped, recording every answer's status."""
+
+    def __init__(self, servers: list[Server], author_id: int, post_ids: list[int]) -> None:
+        self.servers = servers
+        self.author_id = author_id
+        self.post_ids = post_ids
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.statuses: list[tuple[float, int]] = []
+
+    def run(self, client: int) -> None:
+        n = 0
+        while not self.stop.is_set():
+            server = self.servers[(client + n) % len(self.servers)]
+            if n % 5 == 4:
+                body = {"author_id": self.author_id, "title": f"{client}-{n}", "body": "text"}
+                answer = server.request("POST", "/api/posts", body)
+            else:
+                answer = server.get(f"/api/posts/{self.post_ids[n % len(self.post_ids)]}")
+            n += 1
+            with self.lock:
+                self.statuses.append((time.monotonic(), answer.status))
+
+
+def l2_hits(server: Server) -> float:
+    metrics = server.get("/metrics").body.decode()
+    [line] = [x for x in metrics.splitlines() if x.startswith('cache_hits_total{layer="l2"}')]
+    return float(line.split()[-1])
+
+
+def new_post(server: Server, author_id: int, title: str) -> int:
+    answer = server.request(
+        "POST", "/api/posts", {"author_id": author_id, "title": title, "body": "b"}
+    )
+    assert answer.status == 201, answer.body
+    return int(answer.json()["id"])  # type: ignore[index]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"not within {timeout} s"
+        time.sleep(0.1)
+
+
+def test_redis_killed_under_load_fails_open_and_l2_and_invalidation_resume(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    """Two instances of a cache=redis project share Redis and a database; clients read and
+    write through both while Redis is killed with SIGKILL for three seconds and started
+    again, empty. No request may fail; afterwards an instance must hit the L2 for what the
+    other stored, and a write through one must reach the other's cached read."""
+    answers = {"project_name": "Cached", "cache": "redis", "features": ["metrics"]}
+    project = Project(
+        render(template_repo, tmp_path / "cached", {**answers, "python_version": "3.11"})
+    )
+    project.sync("3.11")
+    with redis_server() as redis:
+        env = {
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/app.db",
+            "REDIS_URL": redis.url(0),
+            "MIGRATE_ON_START": "false",
+        }
+        project.uv("alembic", "upgrade", "head", env=env)
+        with (
+            serve(project, uv_run("cached"), env=env) as a,
+            serve(project, uv_run("cached"), env=env) as b,
+        ):
+            user = a.request("POST", "/api/users", {"email": "a@example.com", "name": "A"})
+            author = int(user.json()["id"])  # type: ignore[index]
+            posts = [new_post(a, author, f"post {i}") for i in range(20)]
+            traffic = Traffic([a, b], author, posts)
+            threads = [
+                threading.Thread(target=traffic.run, args=(i,)) for i in range(REDIS_CLIENTS)
+            ]
+            for thread in threads:
+                thread.start()
+            time.sleep(2)
+            redis.kill()
+            killed = time.monotonic()
+            time.sleep(OUTAGE_S)
+            redis.start()
+            restarted = time.monotonic()
+
+            # While the clients go on: what one instance stores in the L2, the other reads
+            # from there again...
+            def l2_hit_on_b() -> bool:
+                before = l2_hits(b)
+                post = new_post(a, author, "fresh")
+                assert a.get(f"/api/posts/{post}").status == 200
+                assert b.get(f"/api/posts/{post}").status == 200
+                return l2_hits(b) > before
+
+            wait_for(l2_hit_on_b, timeout=15)
+            l2_back = time.monotonic() - restarted
+
+            # ...and a write through one instance reaches the other's cached read within a
+            # second, far sooner than the shortest TTL a cached read has (the degraded L1's).
+            def invalidation_reaches_b() -> bool:
+                post = new_post(a, author, "before")
+                assert b.get(f"/api/posts/{post}").json()["title"] == "before"  # type: ignore[index]
+                a.request("PUT", f"/api/posts/{post}", {"title": "after", "body": "b"})
+                deadline = time.monotonic() + 1
+                while time.monotonic() < deadline:
+                    if b.get(f"/api/posts/{post}").json()["title"] == "after":  # type: ignore[index]
+                        return True
+                    time.sleep(0.05)
+                return False
+
+            wait_for(invalidation_reaches_b, timeout=15)
+            invalidation_back = time.monotonic() - restarted
+            time.sleep(1)
+            traffic.stop.set()
+            for thread in threads:
+                thread.join(60)
+
+            statuses = Counter(status for _, status in traffic.statuses)
+            during = Counter(s for at, s in traffic.statuses if killed <= at < restarted)
+            print(
+                f"\n[redis outage] answers by status: {dict(statuses)}, while down: {dict(during)}"
+            )
+            assert set(statuses) <= {200, 201}, statuses
+            assert sum(during.values()) > 0, "requests must have been served while Redis was down"
+            print(
+                f"[redis outage] after the restart: L2 hits across instances within "
+                f"{l2_back:.2f} s, cross-instance invalidation within {invalidation_back:.2f} s"
+            )

@@ -45,6 +45,12 @@ def rendered(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     ("args", "message"),
     [
         (["Products", "name:str"], "is not a resource name"),
+        (["../products", "name:str"], "is not a resource name"),
+        (["products/../../x", "name:str"], "is not a resource name"),
+        (["my products", "name:str"], "is not a resource name"),
+        (["prödücts", "name:str"], "is not a resource name"),
+        (["", "name:str"], "is not a resource name"),
+        (["products", "../name:str"], "not a usable field name"),
         (["users", "name:str"], "is reserved"),
         (["core", "name:str"], "is reserved"),
         (["product", "name:str"], "in the plural"),

@@ -5,6 +5,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from ..core.cache import CacheDep
 from ..core.deps import DatabaseDep, SessionDep
 from ..core.edgecache import cached_response
+from ..core.fields import Id
 from ..core.pagination import PageDep
 from . import service
 from .schemas import Comment, CommentCreate, CommentPage, CommentUpdate
@@ -20,7 +21,7 @@ async def list_comments(
     request: Request,
     database: DatabaseDep,
     cache: CacheDep,
-    post_id: int,
+    post_id: Id,
     page: PageDep,
     is_approved: Annotated[bool, Query(description="Approved (default) or waiting")] = True,
 ) -> Response | CommentPage:
@@ -42,23 +43,23 @@ async def list_comments(
     status_code=status.HTTP_201_CREATED,
     responses={**NO_POST, 422: {"description": "Invalid input"}},
 )
-async def create_comment(session: SessionDep, post_id: int, data: CommentCreate) -> Comment:
+async def create_comment(session: SessionDep, post_id: Id, data: CommentCreate) -> Comment:
     """New comments wait for approval before they are listed."""
     return await service.create_comment(session, post_id, data)
 
 
 @router.get("/comments/{comment_id}", responses=NOT_FOUND)
-async def get_comment(database: DatabaseDep, comment_id: int) -> Comment:
+async def get_comment(database: DatabaseDep, comment_id: Id) -> Comment:
     return await service.get_comment(database.engine, comment_id)
 
 
 @router.put("/comments/{comment_id}", responses=NOT_FOUND)
-async def update_comment(session: SessionDep, comment_id: int, data: CommentUpdate) -> Comment:
+async def update_comment(session: SessionDep, comment_id: Id, data: CommentUpdate) -> Comment:
     return await service.update_comment(session, comment_id, data)
 
 
 @router.delete(
     "/comments/{comment_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND
 )
-async def delete_comment(session: SessionDep, comment_id: int) -> None:
+async def delete_comment(session: SessionDep, comment_id: Id) -> None:
     await service.delete_comment(session, comment_id)

@@ -3,13 +3,18 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-Body = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)]
+from ..core.fields import NOT_BLANK, Id
+
+Body = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000, pattern=NOT_BLANK),
+]
 
 
 class CommentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    author_id: int = Field(gt=0)
+    author_id: Id
     body: Body
 
 

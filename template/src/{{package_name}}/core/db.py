@@ -167,8 +167,12 @@ def driver_errors(settings: Settings) -> tuple[type[Exception], ...]:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
+    """The engine, with ``hide_parameters``: statement values stay out of error messages and
+    logs, for they are user data (password hashes among them); the statement is still shown."""
     if settings.is_sqlite:
-        engine = create_async_engine(settings.database_url, echo=settings.db_echo)
+        engine = create_async_engine(
+            settings.database_url, echo=settings.db_echo, hide_parameters=True
+        )
         event.listen(engine.sync_engine, "do_connect", _connect_on_loop)
         busy_timeout_ms = round(settings.db_busy_timeout_seconds * 1000)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms))
@@ -176,6 +180,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         settings.database_url,
         echo=settings.db_echo,
+        hide_parameters=True,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,

@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict
+from pydantic.json_schema import models_json_schema
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
@@ -28,6 +30,32 @@ from starlette.types import Scope
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class Problem(BaseModel):
+    """The body of every error response, for the OpenAPI schema (`document_problems`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    request_id: str | None = None
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ValidationProblem(Problem):
+    """A 422: each invalid field, without the value that was refused. A 422 from the
+    domain (an unknown author, say) has a ``detail`` and no ``errors``."""
+
+    errors: list[FieldError] = []
 
 
 class DomainError(Exception):
@@ -191,8 +219,71 @@ async def unhandled_exception_handler(request: Request, exc: Exception) -> Respo
     return problem_response(500, scope=request.scope)
 
 
+# Answers every operation with a body can give before its handler runs.
+BODY_PROBLEMS = {
+    "400": "The body cannot be decoded (it is not UTF-8)",
+    "413": "The body is larger than MAX_BODY_SIZE",
+}
+
+
+def document_problems(app: FastAPI) -> None:
+    """Make the app's OpenAPI schema describe the error responses it really sends.
+
+    FastAPI documents a 422 shaped like its own validation error, as ``application/json``,
+    and leaves the error responses a route declares without a model untyped. Here every
+    4xx and 5xx declared without a body of its own is a `Problem` (a 422 a
+    `ValidationProblem`) in ``application/problem+json``, and operations that take a body
+    also list the 400 and 413 the framework and `BodySizeLimitMiddleware` answer before
+    the handler runs. A client generated from the schema then parses errors correctly, and
+    a schema-driven fuzzer (the project's own CI runs schemathesis) checks every answer.
+    """
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _describe_problems(generate())
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _describe_problems(schema: dict[str, Any]) -> None:
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
+    models = [(Problem, "serialization"), (ValidationProblem, "serialization")]
+    _, definitions = models_json_schema(models, ref_template="#/components/schemas/{model}")
+    components.update(definitions["$defs"])
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "requestBody" in operation:
+                for code, description in BODY_PROBLEMS.items():
+                    responses.setdefault(code, {"description": description})
+            for code, response in responses.items():
+                if code[0] in "45" and _untyped(response):
+                    model = ValidationProblem if code == "422" else Problem
+                    response["content"] = problem_content(model)
+
+
+def problem_content(model: type[Problem] = Problem) -> dict[str, Any]:
+    """The ``content`` of an error response in the OpenAPI schema (`document_problems`)."""
+    return {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
+
+
+def _untyped(response: dict[str, Any]) -> bool:
+    """No body declared, or FastAPI's stock validation error."""
+    content = response.get("content")
+    if not content:
+        return True
+    schema = content.get("application/json", {}).get("schema", {})
+    return not schema or schema.get("$ref", "").endswith("/HTTPValidationError")
+
+
 def install_error_handlers(app: FastAPI, driver_errors: Sequence[type[Exception]] = ()) -> None:
-    """``driver_errors``: the database driver's own error classes (``core.db.driver_errors``),
+    """Answer every error with problem details, and say so in the OpenAPI schema.
+
+    ``driver_errors``: the database driver's own error classes (``core.db.driver_errors``),
     which reach the application unwrapped when a connection cannot be opened."""
     app.add_exception_handler(HTTPException, http_exception_handler)
     app.add_exception_handler(DomainError, domain_exception_handler)
@@ -202,3 +293,4 @@ def install_error_handlers(app: FastAPI, driver_errors: Sequence[type[Exception]
         app.add_exception_handler(error, driver_error_handler)
     app.add_exception_handler(RequestValidationError, validation_exception_handler)
     app.add_exception_handler(Exception, unhandled_exception_handler)
+    document_problems(app)

@@ -7,13 +7,14 @@ from fastapi.responses import StreamingResponse
 from ..core.cache import CacheDep
 from ..core.deps import DatabaseDep, SessionDep
 from ..core.edgecache import cached_response
+from ..core.fields import Id
 from ..core.pagination import PageDep
 from . import service
 from .schemas import Post, PostBatch, PostCreate, PostPage, PostUpdate, PostWithAuthor
 
 router = APIRouter(prefix="/api/posts", tags=["posts"])
 
-AuthorFilter = Annotated[int | None, Query(description="Only this author's posts")]
+AuthorFilter = Annotated[Id | None, Query(description="Only this author's posts")]
 PublishedFilter = Annotated[bool | None, Query(description="Only published or draft posts")]
 NOT_FOUND = {404: {"description": "No such post"}}
 UNKNOWN_AUTHOR = {422: {"description": "Invalid input, or author_id names no user"}}
@@ -75,7 +76,7 @@ async def export_posts(
 
 @router.get("/{post_id}", responses=NOT_FOUND, response_model=PostWithAuthor)
 async def get_post(
-    request: Request, database: DatabaseDep, cache: CacheDep, post_id: int
+    request: Request, database: DatabaseDep, cache: CacheDep, post_id: Id
 ) -> Response:
     read = await cache.get_or_load(
         f"post:{post_id}", lambda: service.get_post(database.engine, post_id)
@@ -84,11 +85,11 @@ async def get_post(
 
 
 @router.put("/{post_id}", responses=NOT_FOUND)
-async def update_post(session: SessionDep, post_id: int, data: PostUpdate) -> Post:
+async def update_post(session: SessionDep, post_id: Id, data: PostUpdate) -> Post:
     return await service.update_post(session, post_id, data)
 
 
 @router.delete("/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
-async def delete_post(session: SessionDep, post_id: int) -> None:
+async def delete_post(session: SessionDep, post_id: Id) -> None:
     """Also deletes the post's comments."""
     await service.delete_post(session, post_id)

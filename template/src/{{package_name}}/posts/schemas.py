@@ -3,8 +3,12 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Body = Annotated[str, StringConstraints(min_length=1, max_length=100_000)]
+from ..core.fields import NO_NUL, NOT_BLANK, Id
+
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=NOT_BLANK)
+]
+Body = Annotated[str, StringConstraints(min_length=1, max_length=100_000, pattern=NO_NUL)]
 
 MAX_BATCH = 1000
 
@@ -18,7 +22,7 @@ class PostUpdate(BaseModel):
 
 
 class PostCreate(PostUpdate):
-    author_id: int = Field(gt=0)
+    author_id: Id
 
 
 class Post(BaseModel):

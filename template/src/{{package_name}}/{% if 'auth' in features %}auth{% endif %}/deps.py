@@ -47,6 +47,12 @@ async def current_user(authenticator: AuthenticatorDep, token: BearerToken) -> A
 CurrentUser = Annotated[AuthenticatedUser, Depends(current_user)]
 
 
+# What `require_user_for_writes` adds to the OpenAPI schema of the routes it guards.
+WRITE_GUARD_RESPONSES: dict[int | str, dict[str, object]] = {
+    401: {"description": "A write without a valid access token"}
+}
+
+
 async def require_user_for_writes(
     request: Request, authenticator: AuthenticatorDep, token: BearerToken
 ) -> None:
