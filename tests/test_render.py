@@ -295,7 +295,6 @@ NO_EXAMPLES_CORE = [
     "tests/test_schema.py",
     "tests/test_http.py",
     "tests/test_errors.py",
-    "bench/loadtest.py",
     "bench/cache_hit_rate.py",
 ]
 EXAMPLE_FILES = [
@@ -314,6 +313,12 @@ EXAMPLE_FILES = [
     "bench/list_posts.py",
     "bench/middleware_cost.py",
     "bench/json_paths.py",
+    "bench/loadtest.py",
+    "bench/workload.py",
+    "bench/locustfile.py",
+    "bench/compare_servers.py",
+    "tests/test_hostile_input.py",
+    "tests/test_secrets.py",
 ]
 
 
