@@ -5,6 +5,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from ..core.cache import CacheDep
 from ..core.deps import DatabaseDep, SessionDep
 from ..core.edgecache import cached_response
+from ..core.fields import Id
 from ..core.pagination import PageDep
 from . import service
 from .schemas import User, UserCreate, UserPage, UserUpdate
@@ -37,7 +38,7 @@ async def create_user(session: SessionDep, data: UserCreate) -> User:
 
 @router.get("/{user_id}", response_model=User, responses={404: {"description": "No such user"}})
 async def get_user(
-    request: Request, database: DatabaseDep, cache: CacheDep, user_id: int
+    request: Request, database: DatabaseDep, cache: CacheDep, user_id: Id
 ) -> Response:
     read = await cache.get_or_load(
         f"user:{user_id}", lambda: service.get_user(database.engine, user_id)
@@ -49,7 +50,7 @@ async def get_user(
     "/{user_id}",
     responses={404: {"description": "No such user"}, 409: {"description": "E-mail taken"}},
 )
-async def update_user(session: SessionDep, user_id: int, data: UserUpdate) -> User:
+async def update_user(session: SessionDep, user_id: Id, data: UserUpdate) -> User:
     return await service.update_user(session, user_id, data)
 
 
@@ -58,6 +59,6 @@ async def update_user(session: SessionDep, user_id: int, data: UserUpdate) -> Us
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"description": "No such user"}},
 )
-async def delete_user(session: SessionDep, user_id: int) -> None:
+async def delete_user(session: SessionDep, user_id: Id) -> None:
     """Also deletes the user's password: their tokens stop working."""
     await service.delete_user(session, user_id)
