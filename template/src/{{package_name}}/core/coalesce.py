@@ -5,6 +5,11 @@ database at once (a cache-miss storm). Here the first caller starts the load as 
 every caller, the first included, awaits that same task, so they all get its result the
 moment it exists: there is no fixed waiting window to tune.
 
+The task starts eagerly: it runs at once, in the first caller's turn, up to its first real
+wait. A task started the ordinary way would first wait for a turn of the event loop, and
+under load a turn waits for every other request that is ready. A load that never waits
+(SQLite, which runs on the loop's own thread) is then done before ``do`` returns.
+
 Why ``asyncio.shield``: a caller whose request is cancelled (client gone, timeout) must not
 cancel the load the others are waiting for. Each caller awaits a shield around the shared
 task, so cancelling a caller only stops that caller's wait.
@@ -17,10 +22,10 @@ outlive the request that started it. Open what the load needs inside the loader.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Coroutine, Hashable
 from typing import Any
 
-Loader = Callable[[], Awaitable[Any]]
+Loader = Callable[[], Coroutine[Any, Any, Any]]
 
 
 class SingleFlight:
@@ -39,9 +44,10 @@ class SingleFlight:
     async def do(self, key: Hashable, load: Loader) -> Any:
         flight = self._flights.get(key)
         if flight is None:
-            flight = asyncio.ensure_future(load())
-            self._flights[key] = flight
-            flight.add_done_callback(lambda done: self._land(key, done))
+            flight = asyncio.Task(load(), loop=asyncio.get_running_loop(), eager_start=True)
+            if not flight.done():  # one already done has nobody to wait for it
+                self._flights[key] = flight
+                flight.add_done_callback(lambda done: self._land(key, done))
         else:
             self.coalesced += 1
         return await asyncio.shield(flight)
