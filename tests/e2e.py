@@ -4,10 +4,11 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -104,3 +105,51 @@ def serve(
 
 def uv_run(*args: str) -> list[str]:
     return [tool("uv"), "run", "--no-sync", *args]
+
+
+class Traffic:
+    """Clients that read posts by id and create posts, alternating between two instances,
+    until stopped, recording every answer's status."""
+
+    def __init__(self, servers: list[Server], author_id: int, post_ids: list[int]) -> None:
+        self.servers = servers
+        self.author_id = author_id
+        self.post_ids = post_ids
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.statuses: list[tuple[float, int]] = []
+
+    def run(self, client: int) -> None:
+        n = 0
+        while not self.stop.is_set():
+            server = self.servers[(client + n) % len(self.servers)]
+            if n % 5 == 4:
+                body = {"author_id": self.author_id, "title": f"{client}-{n}", "body": "text"}
+                answer = server.request("POST", "/api/posts", body)
+            else:
+                answer = server.get(f"/api/posts/{self.post_ids[n % len(self.post_ids)]}")
+            n += 1
+            with self.lock:
+                self.statuses.append((time.monotonic(), answer.status))
+
+
+def l2_hits(server: Server) -> float:
+    metrics = server.get("/metrics").body.decode()
+    [line] = [x for x in metrics.splitlines() if x.startswith('cache_hits_total{layer="l2"}')]
+    return float(line.split()[-1])
+
+
+def new_post(server: Server, author_id: int, title: str) -> int:
+    answer = server.request(
+        "POST", "/api/posts", {"author_id": author_id, "title": title, "body": "b"}
+    )
+    assert answer.status == 201, answer.body
+    return int(answer.json()["id"])  # type: ignore[index]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float) -> None:
+    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, f"not within {timeout} s"
+        time.sleep(0.1)

@@ -8,7 +8,8 @@ moment it exists: there is no fixed waiting window to tune.
 The task starts eagerly: it runs at once, in the first caller's turn, up to its first real
 wait. A task started the ordinary way would first wait for a turn of the event loop, and
 under load a turn waits for every other request that is ready. A load that never waits
-(SQLite, which runs on the loop's own thread) is then done before ``do`` returns.
+(SQLite, which runs on the loop's own thread) is then done before ``do`` returns. Python
+3.11 has no eager tasks: there the load starts at the loop's next turn.
 
 Why ``asyncio.shield``: a caller whose request is cancelled (client gone, timeout) must not
 cancel the load the others are waiting for. Each caller awaits a shield around the shared
@@ -22,6 +23,7 @@ outlive the request that started it. Open what the load needs inside the loader.
 """
 
 import asyncio
+import sys
 from collections.abc import Callable, Coroutine, Hashable
 from typing import Any
 
@@ -44,7 +46,7 @@ class SingleFlight:
     async def do(self, key: Hashable, load: Loader) -> Any:
         flight = self._flights.get(key)
         if flight is None:
-            flight = asyncio.Task(load(), loop=asyncio.get_running_loop(), eager_start=True)
+            flight = _start(load())
             if not flight.done():  # one already done has nobody to wait for it
                 self._flights[key] = flight
                 flight.add_done_callback(lambda done: self._land(key, done))
@@ -70,3 +72,9 @@ class SingleFlight:
             # Mark the exception as retrieved: when every waiter was cancelled nobody else
             # reads it, and asyncio would log "exception was never retrieved".
             done.exception()
+
+
+def _start(load: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    if sys.version_info >= (3, 12):
+        return asyncio.Task(load, loop=asyncio.get_running_loop(), eager_start=True)
+    return asyncio.ensure_future(load)
