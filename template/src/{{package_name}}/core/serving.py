@@ -98,8 +98,9 @@ def create_proxied_app() -> ProxyHeadersMiddleware:
 
     granian passes ``X-Forwarded-*`` headers through without applying them, so the client
     would be the proxy; this wraps the app in the middleware uvicorn applies itself, with
-    the same trusted peers, so the client is the same under either server. The app is
-    imported here, in the worker, as gunicorn's ``load`` below does.
+    the same trusted peers, so the client is the same under every server. (granian's own
+    ``granian.utils.proxies`` wrapper differs in details, such as a port in a forwarded
+    address.) The app is imported here, in the worker, as gunicorn's ``load`` below does.
     """
     from ..main import create_app
 
