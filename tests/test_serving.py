@@ -67,8 +67,8 @@ def server_log(project: Project, server: Server) -> str:
 
 @pytest.fixture(scope="module")
 def serving(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Project:
-    """The default project (SQLite, in-process cache, metrics), installed with the
-    alternative servers."""
+    """The default project (SQLite, in-process cache, metrics), installed with gunicorn too
+    (the servers extra)."""
     answers = {"project_name": "Serving", "python_version": PYTHON}
     project = Project(render(template_repo, tmp_path_factory.mktemp("serving"), answers))
     project.run(tool("uv"), "sync", "--extra", "servers", "--python", find_python(PYTHON))
@@ -121,6 +121,42 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_within_the_timeout(
     # uvicorn re-raises the signal once it has shut down, as a process stopped by SIGTERM
     # should exit; uv reports that as 128 + 15.
     assert server.process.returncode in (0, 128 + signal.SIGTERM)
+
+
+def get_from(server: Server, source: str, path: str, forwarded_for: str) -> int:
+    """``GET path`` from the loopback address ``source`` with an ``X-Forwarded-For``."""
+    connection = http.client.HTTPConnection(
+        "127.0.0.1", port_of(server), timeout=30, source_address=(source, 0)
+    )
+    try:
+        connection.request("GET", path, headers={"X-Forwarded-For": forwarded_for})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("server_name", SERVERS)
+def test_forwarded_for_names_the_client_only_when_a_trusted_peer_sends_it(
+    serving: Project, tmp_path: Path, server_name: str
+) -> None:
+    """127.0.0.1 is the trusted proxy; 127.0.0.2, another peer on the loopback network, is
+    not. Every request is logged, and the access log's client field shows whom the app took
+    for the client, as the rate limiter keys on the same ``scope["client"]``."""
+    env = sqlite_env(
+        tmp_path, SERVER=server_name, FORWARDED_ALLOW_IPS="127.0.0.1", ACCESS_LOG_SAMPLE_RATE="1"
+    )
+    with serve(serving, uv_run("serving"), env=env) as server:
+        assert get_from(server, "127.0.0.1", "/api/posts", "203.0.113.7") == 200
+        assert get_from(server, "127.0.0.2", "/api/posts", "198.51.100.9") == 200
+        log = server_log(serving, server)
+    clients = [
+        entry["client"]
+        for line in log.splitlines()
+        if line.startswith("{") and (entry := json.loads(line))["path"] == "/api/posts"
+    ]
+    assert clients == ["203.0.113.7", "127.0.0.2"], log[-3000:]
 
 
 def test_requests_past_the_concurrency_limit_get_503_problems_with_retry_after(
@@ -187,7 +223,7 @@ def worker_processes(server: Server) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    ("server_name", "workers"), [("uvicorn", 1), ("uvicorn", 3), ("granian", 2), ("gunicorn", 2)]
+    ("server_name", "workers"), [("granian", 1), ("granian", 2), ("uvicorn", 3), ("gunicorn", 2)]
 )
 def test_workers_setting_runs_that_many_workers(
     serving: Project, tmp_path: Path, server_name: str, workers: int
@@ -267,10 +303,10 @@ class Clients:
                 self.statuses.update(answers)
 
 
-def test_another_server_without_the_servers_extra_is_a_clear_error(bouncer: Project) -> None:
-    result = bouncer.run(*uv_run("bouncer"), env={"SERVER": "granian"}, check=False)
+def test_gunicorn_without_the_servers_extra_is_a_clear_error(bouncer: Project) -> None:
+    result = bouncer.run(*uv_run("bouncer"), env={"SERVER": "gunicorn"}, check=False)
     assert result.returncode == 1
-    assert "SERVER=granian needs granian" in result.stderr
+    assert "SERVER=gunicorn needs gunicorn, uvicorn_worker" in result.stderr
     assert "uv sync --extra servers" in result.stderr
 
 

@@ -1,4 +1,7 @@
-"""What the side-by-side benchmarks share: uvicorn servers on free ports, wrk runs.
+"""What the side-by-side benchmarks share: servers on free ports, wrk runs.
+
+The servers are the project's default, granian (core/serving.py), one worker each, so the
+figures are those of what production runs.
 
 Servers are pinned to CPU 0 and wrk to CPU 1 when the machine has two or more cores, so the
 load generator does not steal the server's CPU.
@@ -36,19 +39,18 @@ def pinned(command: list[str], cpu: int) -> list[str]:
 def start_server(
     app: str, port: int, log: IO[bytes] | None = None, extra: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
-    """One uvicorn worker (uvloop, httptools, no access log) serving the ``module:factory``
-    ``app`` from this folder; returns once it accepts connections."""
+    """One granian worker (uvloop, no access log) serving the ``module:factory`` ``app``
+    from this folder; returns once it answers requests."""
     command = [
-        sys.executable, "-m", "uvicorn", app, "--factory", "--app-dir", str(BENCH_DIR),
-        "--port", str(port), "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-        "--log-level", "warning", *extra,
+        sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
+        "--working-dir", str(BENCH_DIR), "--port", str(port), "--workers", "1",
+        "--loop", "uvloop", "--no-access-log", "--log-level", "warning", *extra, app,
     ]  # fmt: skip
     server = subprocess.Popen(pinned(command, 0), stderr=log or subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and server.poll() is None:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return server
+        if answers(port):
+            return server
         time.sleep(0.1)
     server.kill()
     output = ""
@@ -56,6 +58,30 @@ def start_server(
         log.seek(0)
         output = ":\n" + log.read().decode()[-2000:]
     raise RuntimeError(f"{app} did not start on port {port}{output}")
+
+
+def answers(port: int) -> bool:
+    """Whether a server on ``port`` answers HTTP: granian's main process listens before its
+    worker serves, so an open port alone is not enough."""
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).close()
+    except urllib.error.HTTPError:
+        return True  # an error page is an answer too
+    except OSError:
+        return False
+    return True
+
+
+def worker_pid(server: subprocess.Popen[bytes]) -> int:
+    """The process that serves the requests: the worker that granian's main process started
+    (its one child), or ``server`` itself where /proc cannot tell."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == server.pid:
+                return int(stat.parent.name)
+        except (OSError, ValueError):
+            continue
+    return server.pid
 
 
 def expect_ok(url: str) -> None:

@@ -9,13 +9,18 @@ Whichever runs it, the service behaves the same, from the settings:
   idle policy: it has no such setting);
 - no access log from the server: the application logs a sample (``core/http.py``), where a
   line per request would cost a large share of the throughput;
+- ``X-Forwarded-For`` and ``X-Forwarded-Proto`` applied from the peers in
+  ``FORWARDED_ALLOW_IPS`` only, so that behind a proxy the client address the rate limiter
+  and the access log see is the client's, not the proxy's;
 - on SIGTERM: stop accepting, give the requests in flight up to
   ``SHUTDOWN_TIMEOUT_SECONDS``, then run the lifespan's shutdown (the pools are closed) and
   exit. An orchestrator's grace period must cover that time plus its own pre-stop delay.
 
-uvicorn (uvloop, httptools) is the default and a dependency of the project; granian and
-gunicorn with the maintained uvicorn worker come with the ``servers`` extra
-(``uv sync --extra servers``). ``bench/compare_servers.py`` measures them on this app.
+granian is the default: on this app it served the most requests per second and still
+answered every request at 1,000 connections (``bench/compare_servers.py``, figures in
+``bench/README.md``). uvicorn (uvloop, httptools) is a dependency too: ``SERVER=uvicorn``,
+and ``uvicorn --reload`` in development. gunicorn with the maintained uvicorn worker comes
+with the ``servers`` extra (``uv sync --extra servers``).
 """
 
 import asyncio
@@ -24,12 +29,14 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import uvicorn
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ..settings import Settings
 from .db import ConnectionBudgetError, check_connection_budget, create_engine
 
 PACKAGE = __package__.partition(".")[0]
 APP = f"{PACKAGE}.main:create_app"
+PROXIED_APP = f"{PACKAGE}.core.serving:create_proxied_app"
 
 
 def serve(settings: Settings) -> None:
@@ -82,7 +89,23 @@ def serve_uvicorn(settings: Settings) -> None:
         loop="uvloop",
         http="httptools",
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
+
+
+def create_proxied_app() -> ProxyHeadersMiddleware:
+    """The app as granian serves it, in each worker.
+
+    granian passes ``X-Forwarded-*`` headers through without applying them, so the client
+    would be the proxy; this wraps the app in the middleware uvicorn applies itself, with
+    the same trusted peers, so the client is the same under every server. (granian's own
+    ``granian.utils.proxies`` wrapper differs in details, such as a port in a forwarded
+    address.) The app is imported here, in the worker, as gunicorn's ``load`` below does.
+    """
+    from ..main import create_app
+
+    settings = Settings()
+    return ProxyHeadersMiddleware(create_app(settings), trusted_hosts=settings.forwarded_allow_ips)
 
 
 def serve_granian(settings: Settings) -> None:
@@ -91,7 +114,7 @@ def serve_granian(settings: Settings) -> None:
     from granian.log import LogLevels
 
     Granian(
-        APP,
+        PROXIED_APP,
         factory=True,
         interface=Interfaces.ASGI,
         address=settings.host,
@@ -130,6 +153,8 @@ def serve_gunicorn(settings: Settings) -> None:
         "graceful_timeout": settings.shutdown_timeout_seconds + 5,
         "loglevel": settings.log_level,
         "accesslog": None,
+        # Read by the uvicorn worker, which applies X-Forwarded-* from these peers.
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
 
     class Application(BaseApplication):
@@ -146,7 +171,7 @@ def serve_gunicorn(settings: Settings) -> None:
     Application().run()
 
 
-# Each server: how to run it, and the modules it needs (the last two: the servers extra).
+# Each server: how to run it, and the modules it needs (gunicorn's: the servers extra).
 SERVERS: dict[str, tuple[Callable[[Settings], None], tuple[str, ...]]] = {
     "uvicorn": (serve_uvicorn, ("uvicorn",)),
     "granian": (serve_granian, ("granian",)),
