@@ -33,6 +33,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -43,7 +44,6 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from servers import expect_ok
 from workload import (
     APP,
     Mix,
@@ -84,7 +84,10 @@ def metric(samples: Samples, name: str, **labels: str) -> float | None:
 
 def served_rss_mb(base: str) -> float | None:
     """The resident memory ``/metrics`` reports: one value per worker, summed."""
-    samples = scrape(base).items()
+    try:
+        samples = scrape(base).items()
+    except OSError:  # a missed sample, not the end of the soak
+        return None
     values = [value for (name, _), value in samples if name == "process_resident_memory_bytes"]
     return sum(values) / 2**20 if values else None
 
@@ -275,7 +278,13 @@ def main(argv: list[str] | None = None) -> int:
                 seed(args.users, args.posts)
             server = app_server.enter_context(served(APP))
             base = server.base
-        expect_ok(base + "/metrics")
+        try:
+            scrape(base)
+        except urllib.error.HTTPError as exc:
+            sys.exit(
+                f"{base}/metrics answered {exc.code}: the soak reads the pool and the caches "
+                "from it (is METRICS_ENABLED false?)"
+            )
         requests = mix_file(base, args.writes.shares, folder)
         if args.url:
             sampler = Sampler(lambda: served_rss_mb(base), args.interval)
