@@ -407,7 +407,7 @@ class Project:
             if answers_file.is_file():
                 answers = yaml.safe_load(answers_file.read_text(encoding="utf-8")) or {}
                 package = answers.get("package_name")
-                # What a scaffolded resource imports from the project, besides the core.
+                # A scaffolded resource registers in domains.py and imports core/fields.py.
                 needed = [f"src/{package}/domains.py", f"src/{package}/core/fields.py"]
                 missing = [path for path in needed if not (folder / path).is_file()]
                 if package and not missing:
