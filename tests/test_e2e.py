@@ -483,6 +483,80 @@ def test_load_test_tool_rejects_bad_arguments(demo: Project, args: list[str], me
     assert message in result.stderr
 
 
+def test_soak_tool_prints_memory_connections_and_cache_bounds(
+    demo: Project, tmp_path: Path
+) -> None:
+    """bench/soak.py holds the mix with writes for 20 s against a worker it starts: RSS at
+    the start and the end, a slope too short to judge, no connection checked out once the
+    load stopped, and each cache within its bound, all in one table; exit status 0."""
+    out = tmp_path / "results"
+    result = demo.uv(
+        "python", "bench/soak.py", "--users", "10", "--posts", "60", "--writes",
+        "comment=0.02,title=0.02,post=0.01", "--connections", "8", "--duration", "20",
+        "--warmup", "5", "--interval", "1", "--out", str(out),
+    )  # fmt: skip
+    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert [cell.strip() for cell in rows[0]] == ["figure", "value", "limit", "verdict"]
+    cells = {row[0].strip(): [cell.strip() for cell in row[1:]] for row in rows[1:]}
+    figures = list(cells)
+    assert figures[:2] == ["RSS at start", "RSS at end"]
+    for figure in figures[:2]:
+        assert re.fullmatch(r"\d+\.\d MB", cells[figure][0]), cells[figure]
+        assert 30 < float(cells[figure][0].split()[0]) < 1000, figure
+    slope = re.fullmatch(r"RSS slope \((\d+) samples over (\d+) s after the warm-up\)", figures[2])
+    assert slope, figures[2]
+    assert int(slope[1]) >= 10
+    assert 10 <= int(slope[2]) <= 20
+    value, limit, verdict = cells[figures[2]]
+    assert re.fullmatch(r"[+-]\d+\.\d\d ± \d+\.\d\d MB/hour", value), value
+    assert limit == "0.5 MB/hour"
+    assert verdict.startswith("too short to judge: "), verdict
+    assert cells["database connections checked out at rest"] == ["0", "0", "ok"]
+    for figure, bound in (("L1 cache entries", 5000), ("edge cache entries", 1000)):
+        entries, limit, verdict = cells[figure]
+        assert int(limit.replace(",", "")) == bound, figure
+        assert 0 < int(entries.replace(",", "")) <= bound, figure
+        assert verdict == "ok", figure
+    assert figures[3:] == [
+        "database connections checked out at rest", "L1 cache entries", "edge cache entries"
+    ]  # fmt: skip
+    assert "No check failed." in result.stdout
+    report = json.loads((out / "soak.json").read_text())
+    assert report["requests"] > 0
+    assert report["errors"] == 0
+    assert len(report["rss_samples"]) >= 15
+    assert (out / "soak.md").read_text() in result.stdout
+
+
+def test_soak_tool_fails_on_a_leak_it_can_judge(demo: Project) -> None:
+    """The verdicts behind the exit status: a slope over the budget fails once 300 s of samples
+    are fitted, a flat one passes; a connection left checked out and a cache over its bound
+    fail."""
+    code = """
+import sys
+sys.path.insert(0, "bench")
+import soak
+
+def verdict(checks, start):
+    return next(c.verdict for c in checks if c.figure.startswith(start))
+
+growing = [(t, 100 + t / 3600) for t in range(0, 400, 5)]  # 1 MB/hour
+flat = [(t, 100.0) for t in range(0, 400, 5)]
+assert verdict(soak.memory_checks(growing, 60), "RSS slope") == "FAIL"
+assert verdict(soak.memory_checks(flat, 60), "RSS slope") == "ok"
+assert verdict(soak.memory_checks(growing[:40], 60), "RSS slope").startswith("too short")
+at_rest = {
+    ("db_pool_checked_out_connections", frozenset()): 1.0,
+    ("cache_entries", frozenset({("layer", "l1")})): 11.0,
+    ("cache_max_entries", frozenset({("layer", "l1")})): 10.0,
+}
+checks = soak.rest_checks(at_rest)
+assert [c.verdict for c in checks] == ["FAIL", "FAIL", "FAIL"], checks
+assert checks[2].value == "not in /metrics"
+"""
+    demo.uv("python", "-c", code)
+
+
 def test_mixed_load_bench_prints_read_only_and_mixed_runs_side_by_side(demo: Project) -> None:
     """bench/mixed_load.py seeds, serves, and drives reads with each kind of write, without
     errors; a write that changes nothing cached (a pending comment) leaves the hit rates up."""

@@ -314,6 +314,7 @@ EXAMPLE_FILES = [
     "bench/middleware_cost.py",
     "bench/json_paths.py",
     "bench/loadtest.py",
+    "bench/soak.py",
     "bench/workload.py",
     "bench/locustfile.py",
     "bench/compare_servers.py",
@@ -362,12 +363,17 @@ EXAMPLE_FILES = [
         ),
         (
             {},
-            ["migrations/versions/20261128_0001_initial.py", "tests/test_posts.py"],
+            [
+                "migrations/versions/20261128_0001_initial.py",
+                "tests/test_posts.py",
+                "bench/soak.py",
+            ],
             [
                 "migrations/versions/20261128_0001_users.py",
                 "migrations/versions/20261128_0001_empty.py",
             ],
         ),
+        ({"features": ["auth"]}, ["bench/loadtest.py"], ["bench/soak.py"]),
     ],
 )
 def test_choices_switch_whole_files(

@@ -65,6 +65,7 @@ def rendered(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         (["products", "name:str", "name:text"], "named twice"),
         (["products", "notes:json:index"], "cannot be indexed"),
         (["products", "flag:bool:unique"], "cannot be unique"),
+        (["short_texts", "name:str"], "would shadow a type of its schemas"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(
@@ -87,6 +88,20 @@ def test_outside_a_generated_project_is_refused(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_project_without_the_shared_field_types_is_told_to_update(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    """Scaffolded schemas import ``core/fields.py``; a project generated before it existed
+    is refused with the command that brings it, and nothing is written."""
+    project = render(template_repo, tmp_path / "shop", {"project_name": "Shop"})
+    (project / "src/shop/core/fields.py").unlink()
+    before = snapshot(project)
+    result = add(project, *PRODUCTS)
+    assert result.returncode == 1
+    assert "no src/shop/core/fields.py); run `fastapi-easy update` first" in result.stderr
+    assert snapshot(project) == before
+
+
 def test_an_existing_resource_is_refused(template_repo: Path, tmp_path: Path) -> None:
     project = render(template_repo, tmp_path / "shop", {"project_name": "Shop"})
     assert add(project, *PRODUCTS).returncode == 0
@@ -102,8 +117,9 @@ def test_scaffolded_resources_pass_their_tests_lint_and_migrate(
     template_repo: Path, tmp_path: Path
 ) -> None:
     """Two resources, one referencing the other and the examples, every type and modifier:
-    the project's own suite (CRUD, refusals, statement counts, indexes, cache, invalidation,
-    migrations in sync), its linters and `alembic check` all pass."""
+    the project's own suite (CRUD, refusals, values past the columns' limits, statement
+    counts, indexes, cache, invalidation, migrations in sync), its linters and `alembic
+    check` all pass."""
     answers = {"project_name": "Shop", "python_version": "3.11"}
     project = Project(render(template_repo, tmp_path / "shop", answers))
     for args in (PRODUCTS, REVIEWS):
@@ -112,8 +128,16 @@ def test_scaffolded_resources_pass_their_tests_lint_and_migrate(
     project.sync("3.11")
     project.uv("ruff", "check", ".")
     project.uv("ruff", "format", "--check", ".")
-    output = project.uv("pytest", "-q", "-p", "no:cacheprovider").stdout
+    output = project.uv("pytest", "-q", "-p", "no:cacheprovider", "-rA").stdout
     assert " passed" in output
+    for test in (
+        "test_products.py::test_an_id_past_64_bits_is_422",
+        "test_products.py::test_text_with_nul_is_422",
+        "test_products.py::test_blank_short_text_is_422",
+        "test_reviews.py::test_text_with_nul_is_422",
+        "test_reviews.py::test_an_int_past_32_bits_is_422",
+    ):
+        assert f"PASSED tests/{test}" in output, f"{test} was not scaffolded or did not run"
     env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'check.db'}"}
     project.uv("alembic", "upgrade", "head", env=env)
     project.uv("alembic", "check", env=env)

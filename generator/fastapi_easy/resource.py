@@ -57,14 +57,28 @@ class Kind:
     uniqueable: bool = True
 
 
-STR = "Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]"
+# The input types of the kinds with limits, defined once in the scaffolded schemas.py. They
+# state every limit the column has (the project's ``core/fields.py`` says why): text without
+# U+0000, which PostgreSQL cannot store, short text not blank either, and integers within
+# the 32 bits of an INTEGER column. A value past a limit is a 422, not a database error.
+TYPE_ALIASES = {
+    "str": (
+        "ShortText",
+        "Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, "
+        "pattern=NOT_BLANK)]",
+    ),
+    "text": (
+        "LongText",
+        "Annotated[str, StringConstraints(min_length=1, max_length=100_000, pattern=NO_NUL)]",
+    ),
+    "int": ("Int32", "Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]"),
+}
 KINDS: dict[str, Kind] = {
-    "str": Kind("String(200)", "sa.String(length=200)", "str", STR, 'f"{NAME}-{n}"',
+    "str": Kind("String(200)", "sa.String(length=200)", "str", "ShortText", 'f"{NAME}-{n}"',
                 'f"{NAME}-{n}"', 'f"{NAME}-{n}-{i}"'),
-    "text": Kind("Text", "sa.Text()", "str",
-                 "Annotated[str, StringConstraints(min_length=1, max_length=100_000)]",
-                 'f"Text {n}."', 'f"Text {n}."', 'f"Text {n}-{i}."', False, False),
-    "int": Kind("Integer", "sa.Integer()", "int", "int", "n", "n", "n * 100_000 + i"),
+    "text": Kind("Text", "sa.Text()", "str", "LongText", 'f"Text {n}."', 'f"Text {n}."',
+                 'f"Text {n}-{i}."', False, False),
+    "int": Kind("Integer", "sa.Integer()", "int", "Int32", "n", "n", "n * 100_000 + i"),
     "float": Kind("Float", "sa.Float()", "float", "float", "n + 0.5", "n + 0.5",
                   "n * 100_000 + i + 0.5"),
     "decimal": Kind("Numeric(12, 2)", "sa.Numeric(precision=12, scale=2)", "Decimal",
@@ -86,6 +100,13 @@ KINDS: dict[str, Kind] = {
                  '{"n": n}', "", False, False),
 }  # fmt: skip
 MODIFIERS = ("index", "unique", "optional")
+# The same limits for list filters, as ``Query`` arguments.
+FILTER_BOUNDS = {
+    "str": "min_length=1, max_length=200, pattern=NOT_BLANK, ",
+    "int": "ge=-(2**31), le=2**31 - 1, ",
+}
+# The names of the project's ``core/fields.py`` each kind's input type uses.
+FIELD_NAMES = {"ref": "Id", "str": "NOT_BLANK", "text": "NO_NUL"}
 
 
 @dataclass
@@ -146,11 +167,8 @@ class Field:
 
     @property
     def input_annotation(self) -> str:
-        if self.kind == "ref":
-            return (
-                "int | None = Field(default=None, gt=0)" if self.optional else "int = Field(gt=0)"
-            )
-        return f"{self.spec.input} | None = None" if self.optional else self.spec.input
+        kind = "Id" if self.kind == "ref" else self.spec.input
+        return f"{kind} | None = None" if self.optional else kind
 
     @property
     def output_annotation(self) -> str:
@@ -158,7 +176,13 @@ class Field:
 
     @property
     def filter_annotation(self) -> str:
-        return "int" if self.kind == "ref" else self.spec.python
+        return "Id" if self.kind == "ref" else self.spec.python
+
+    @property
+    def filter_bounds(self) -> str:
+        """The create schema's limits as ``Query`` arguments (each followed by ", "), so a
+        filter value no row can hold is a 422, not a database error."""
+        return FILTER_BOUNDS.get(self.kind, "")
 
     @property
     def migration_type(self) -> str:
@@ -205,6 +229,13 @@ class Resource:
     @property
     def named_refs(self) -> list[Field]:
         return [f for f in self.refs if f.ref_has_name]
+
+    @property
+    def texts(self) -> list[Field]:
+        return [f for f in self.fields if f.kind in {"str", "text"}]
+
+    def of_kind(self, kind: str) -> list[Field]:
+        return [f for f in self.fields if f.kind == kind]
 
     @property
     def filters(self) -> list[Field]:
@@ -254,7 +285,7 @@ class Resource:
         ]
         if "decimal" in kinds:
             lines.append("from decimal import Decimal")
-        typing = sorted({"Annotated"} if kinds & {"str", "text", "decimal"} else set())
+        typing = sorted({"Annotated"} if kinds & {"str", "text", "int", "decimal"} else set())
         typing += ["Any"] if "json" in kinds else []
         if typing:
             lines.append(f"from typing import {', '.join(sorted(typing))}")
@@ -267,7 +298,15 @@ class Resource:
         if "datetime" in kinds:
             pydantic.add("AwareDatetime")
         lines.append(f"from pydantic import {', '.join(sorted(pydantic))}")
+        if fields := _fields_import(kinds):
+            lines += ["", fields]
         return lines
+
+    @property
+    def type_aliases(self) -> list[str]:
+        kinds = self.kinds()
+        aliases = (alias for kind, alias in TYPE_ALIASES.items() if kind in kinds)
+        return [f"{name} = {value}" for name, value in aliases]
 
     @property
     def service_imports(self) -> list[str]:
@@ -290,6 +329,11 @@ class Resource:
         return lines
 
     @property
+    def router_fields_import(self) -> str:
+        """Path ids are `Id`, and the filters' types may use more of ``core/fields.py``."""
+        return _fields_import({"ref"} | {f.kind for f in self.filters})
+
+    @property
     def test_imports(self) -> list[str]:
         kinds = self.kinds()
         lines = [
@@ -305,6 +349,12 @@ class Resource:
         if uuids:
             lines.append(f"from uuid import {', '.join(uuids)}")
         return lines
+
+
+def _fields_import(kinds: set[str]) -> str:
+    """The import of what ``kinds`` use from the project's ``core/fields.py``, if anything."""
+    names = sorted(FIELD_NAMES[kind] for kind in kinds & FIELD_NAMES.keys())
+    return f"from ..core.fields import {', '.join(names)}" if names else ""
 
 
 # Referenced rows the generated tests create, for the example domains. A scaffolded
@@ -357,11 +407,14 @@ class Project:
             if answers_file.is_file():
                 answers = yaml.safe_load(answers_file.read_text(encoding="utf-8")) or {}
                 package = answers.get("package_name")
-                if package and (folder / "src" / package / "domains.py").is_file():
+                # A scaffolded resource registers in domains.py and imports core/fields.py.
+                needed = [f"src/{package}/domains.py", f"src/{package}/core/fields.py"]
+                missing = [path for path in needed if not (folder / path).is_file()]
+                if package and not missing:
                     return cls(folder, package, answers)
                 raise ResourceError(
                     f"{folder} was generated by an older fastapi-easy (no "
-                    f"src/{package}/domains.py); run `fastapi-easy update` first"
+                    f"{missing[0]}); run `fastapi-easy update` first"
                 )
         raise ResourceError(f"{start} is not inside a generated project (no {ANSWERS_FILE})")
 
@@ -469,6 +522,8 @@ def build(project: Project, table: str, specs: list[str]) -> Resource:
     resource.cls = class_of(resource.singular)
     if resource.singular == table:
         raise ResourceError(f"name the resource in the plural ({table}s), as its table")
+    if resource.cls in {name for name, _ in TYPE_ALIASES.values()}:
+        raise ResourceError(f"{table!r} would shadow a type of its schemas; pick another name")
     makers: list[tuple[str, str]] = []
     seen: set[str] = set()
     for f in resource.refs:
