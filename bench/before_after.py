@@ -24,11 +24,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
 from bench.endpoints import pinned, services
-from tests.e2e import serve
+from tests.e2e import Server, serve
 from tests.project import Project, render, snapshot_repo
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -38,6 +38,14 @@ SERVER_ENV = {"LOG_LEVEL": "warning", "RATE_LIMITS": "{}", "WORKERS": "1"}
 # The load test waits up to this long after each level for an overloaded server to finish
 # its backlog (workload.SETTLE_TIMEOUT); a sweep's time limit allows for it.
 SETTLE_S = 120
+
+
+def serve_naive(project: Project, database: Path) -> AbstractContextManager[Server]:
+    """``naive_app.py`` on ``project``'s interpreter and SQLite ``database``, on core 0."""
+    command = [str(project.path / ".venv" / "bin" / "python"), "-m", "uvicorn"]
+    command += ["naive_app:create_app", "--factory", "--app-dir", str(BENCH_DIR)]
+    command += ["--port", "{port}", "--log-level", "warning", "--no-access-log"]
+    return serve(project, pinned(0, command), env={"NAIVE_DATABASE_URL": f"sqlite:///{database}"})
 
 
 def median_level(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -119,11 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         urls = {}
         for name in args.variants:
             if name == "naive":
-                command = [str(default.path / ".venv" / "bin" / "python"), "-m", "uvicorn"]
-                command += ["naive_app:create_app", "--factory", "--app-dir", str(BENCH_DIR)]
-                command += ["--port", "{port}", "--log-level", "warning", "--no-access-log"]
-                env = {"NAIVE_DATABASE_URL": f"sqlite:///{root}/bench.db"}
-                server = serve(default, pinned(0, command), env=env)
+                server = serve_naive(default, root / "bench.db")
             else:
                 project, env = projects[name]
                 server = serve(project, pinned(0, [str(project.path / ".venv/bin/bench")]), env)

@@ -92,9 +92,9 @@ class CommentCreate(BaseModel):
     body: str
 
 
-def utc(value: datetime) -> datetime:
-    """The tables store naive UTC text; the API answers with the zone, as the project does."""
-    return value.replace(tzinfo=UTC)
+def utc(value: datetime) -> str:
+    """The tables store naive UTC text; the API writes it as the project does, ending in Z."""
+    return value.isoformat() + "Z"
 
 
 def post_fields(post: Post) -> dict[str, object]:
