@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.before_after import SERVER_ENV, serve_naive
+from bench.before_after import FIGURES, SERVER_ENV, serve_naive, table
 
 from .e2e import Server, serve
 from .project import REPO_ROOT, Project, render
@@ -97,6 +97,17 @@ def test_naive_app_serves_the_projects_contract(template_repo: Path, tmp_path: P
             assert answers[0].status == answers[1].status, path
             shapes = [sorted(answer.json()) for answer in answers]  # type: ignore[arg-type]
             assert shapes[0] == shapes[1], path
+
+
+def test_before_after_table_keeps_a_variant_whose_every_sweep_failed() -> None:
+    """A variant with no sweep left (each one failed, and was reported on stderr) keeps its
+    rows, saying so, and the others are compared without it."""
+    level = dict.fromkeys(FIGURES, 1.0) | {"rps": 500.0, "error_rate": 0.0}
+    run = {"levels": [level], "ceiling": level | {"connections": 100}}
+    rows = table({"default": [run], "naive": []}, [4]).splitlines()
+    assert rows[2] == "| 4 | default | 1.0 | 1.0 | 1.0 | 1.0 | 0.00% | 500 | - |"
+    assert rows[3] == "| 4 | naive | every sweep failed |||||||"
+    assert rows[4].startswith("| 100 | raw ASGI app, same bytes |")
 
 
 @pytest.mark.parametrize(
