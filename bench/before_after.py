@@ -11,23 +11,41 @@ project's seeded SQLite database). Each run plays the generated project's own lo
 hits them alike; the table is the median of ``--runs`` per level and variant, with each
 row's requests/s over the naive app's. The raw ASGI row is the load test's own ceiling:
 the same mix against an app sending one post's bytes, the machine's limit.
+
+A variant that cannot keep up at a level shows it in that level's row: wrk counts the
+requests still unanswered at its 5 s timeout as errors, and every level starts once the
+server has finished the backlog of the one before. A sweep that fails outright is reported
+with its output and left out of the medians; the other variants' sweeps go on.
 """
 
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
 from bench.endpoints import pinned, services
-from tests.e2e import serve
+from tests.e2e import Server, serve
 from tests.project import Project, render, snapshot_repo
 
 BENCH_DIR = Path(__file__).resolve().parent
 VARIANTS = ("default", "postgresql-redis", "naive")
 FIGURES = ("avg_ms", "p50_ms", "p95_ms", "p99_ms", "error_rate", "rps")
 SERVER_ENV = {"LOG_LEVEL": "warning", "RATE_LIMITS": "{}", "WORKERS": "1"}
+# The load test waits up to this long after each level for an overloaded server to finish
+# its backlog (workload.SETTLE_TIMEOUT); a sweep's time limit allows for it.
+SETTLE_S = 120
+
+
+def serve_naive(project: Project, database: Path) -> AbstractContextManager[Server]:
+    """``naive_app.py`` on ``project``'s interpreter and SQLite ``database``, on core 0."""
+    command = [str(project.path / ".venv" / "bin" / "python"), "-m", "uvicorn"]
+    command += ["naive_app:create_app", "--factory", "--app-dir", str(BENCH_DIR)]
+    command += ["--port", "{port}", "--log-level", "warning", "--no-access-log"]
+    return serve(project, pinned(0, command), env={"NAIVE_DATABASE_URL": f"sqlite:///{database}"})
 
 
 def median_level(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -43,9 +61,14 @@ def table(results: dict[str, list[dict]], levels: list[int]) -> str:
         medians = {
             name: median_level([run["levels"][index] for run in runs])
             for name, runs in results.items()
+            if runs
         }
         naive = medians.get("naive", {}).get("rps")
-        for name, m in medians.items():
+        for name in results:
+            if name not in medians:
+                rows.append(f"| {connections:,} | {name} | every sweep failed |||||||")
+                continue
+            m = medians[name]
             versus = f"{m['rps'] / naive:.1f}" if naive else "-"
             rows.append(
                 f"| {connections:,} | {name} | {m['avg_ms']:.1f} | {m['p50_ms']:.1f} "
@@ -53,6 +76,8 @@ def table(results: dict[str, list[dict]], levels: list[int]) -> str:
                 f"| {m['rps']:,.0f} | {versus} |"
             )
     ceilings = [run["ceiling"] for runs in results.values() for run in runs]
+    if not ceilings:
+        return "\n".join(rows)
     ceiling = median_level(ceilings)
     rows.append(
         f"| {ceilings[0]['connections']:,} | raw ASGI app, same bytes | {ceiling['avg_ms']:.1f} "
@@ -102,26 +127,33 @@ def main(argv: list[str] | None = None) -> None:
         urls = {}
         for name in args.variants:
             if name == "naive":
-                command = [str(default.path / ".venv" / "bin" / "python"), "-m", "uvicorn"]
-                command += ["naive_app:create_app", "--factory", "--app-dir", str(BENCH_DIR)]
-                command += ["--port", "{port}", "--log-level", "warning", "--no-access-log"]
-                env = {"NAIVE_DATABASE_URL": f"sqlite:///{root}/bench.db"}
-                server = serve(default, pinned(0, command), env=env)
+                server = serve_naive(default, root / "bench.db")
             else:
                 project, env = projects[name]
                 server = serve(project, pinned(0, [str(project.path / ".venv/bin/bench")]), env)
             urls[name] = stack.enter_context(server).base_url
 
         results: dict[str, list[dict]] = {name: [] for name in urls}
+        limit = args.warmup + (len(levels) + 1) * (args.duration + 2 * SETTLE_S) + 300
         for run in range(args.runs):  # alternating, so drift hits every variant alike
             for name, url in urls.items():
                 out = root / "results" / name / str(run)
-                default.uv(
-                    "python", "bench/loadtest.py", "--url", url, "--writes", args.writes,
-                    "--connections", args.connections, "--duration", str(args.duration),
-                    "--warmup", str(args.warmup), "--out", str(out),
-                    env=default_env,
-                )  # fmt: skip
+                try:
+                    sweep = default.uv(
+                        "python", "bench/loadtest.py", "--url", url, "--writes", args.writes,
+                        "--connections", args.connections, "--duration", str(args.duration),
+                        "--warmup", str(args.warmup), "--out", str(out),
+                        env=default_env, check=False, timeout=limit,
+                    )  # fmt: skip
+                    failure = f"exit {sweep.returncode}" if sweep.returncode else None
+                    output = sweep.stdout[-2000:] + sweep.stderr[-2000:]
+                except subprocess.TimeoutExpired as exc:
+                    failure, output = f"still running after {limit:.0f} s", str(exc.stderr)
+                if failure:
+                    print(
+                        f"sweep {run + 1} of {name} left out, {failure}:\n{output}", file=sys.stderr
+                    )
+                    continue
                 results[name].append(json.loads((out / "loadtest.json").read_text()))
     print(
         f"\none uvicorn worker each (core 0), wrk on core 1, {args.writes} writes, "

@@ -6,7 +6,17 @@ OFFSET pagination behind the cursor, synchronous sessions on the default pool ru
 FastAPI's thread pool, a chain of ``BaseHTTPMiddleware``, FastAPI's default JSON
 (``jsonable_encoder`` and the stdlib ``json``) and gzip at level 9. It reads the tables of
 a generated project's SQLite database, seeded by that project (``NAIVE_DATABASE_URL``,
-``sqlite:///path``), and answers the routes the load test's mix uses.
+``sqlite:///path``), and answers the routes the load test's mix uses with the generated
+project's paths, JSON shape and paging contract: ``next_cursor`` is opaque to clients, so
+an OFFSET in a string pages the same way a keyset does.
+
+The routes declare no response model, the one thing a naive app usually has that this one
+leaves out. FastAPI validates a sync endpoint's response in a second trip to its thread
+pool while the session still holds its connection; with more requests in flight than
+threads, every thread ends up waiting for a connection held by a request that waits for a
+thread, and the app serves nothing until the pool's 30 s timeout fails them all. That
+deadlock would make the baseline zero, not slow: without it, the naive app still runs out
+of connections and threads under load, and its errors are the overload's.
 
     NAIVE_DATABASE_URL=sqlite:///b.db uvicorn naive_app:create_app --factory --app-dir bench
 """
@@ -82,14 +92,25 @@ class CommentCreate(BaseModel):
     body: str
 
 
-def as_dict(post: Post) -> dict[str, object]:
+def utc(value: datetime) -> str:
+    """The tables store naive UTC text; the API writes it as the project does, ending in Z."""
+    return value.isoformat() + "Z"
+
+
+def post_fields(post: Post) -> dict[str, object]:
     return {
         "id": post.id,
         "author_id": post.author_id,
         "title": post.title,
         "body": post.body,
         "published": post.published,
-        "created_at": post.created_at,
+        "created_at": utc(post.created_at),
+    }
+
+
+def as_dict(post: Post) -> dict[str, object]:
+    return {
+        **post_fields(post),
         "author": {"id": post.author.id, "name": post.author.name},
         "comment_count": sum(comment.is_approved for comment in post.comments),
     }
@@ -137,11 +158,11 @@ def create_app() -> FastAPI:
     for dispatch in middleware_chain():
         app.add_middleware(BaseHTTPMiddleware, dispatch=dispatch)
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=None)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/api/posts")
+    @app.get("/api/posts", response_model=None)
     def list_posts(
         db: DB,
         limit: int = 20,
@@ -171,21 +192,21 @@ def create_app() -> FastAPI:
         ]
         return StreamingResponse(iter(lines), media_type="application/x-ndjson")
 
-    @app.get("/api/posts/{post_id}")
+    @app.get("/api/posts/{post_id}", response_model=None)
     def get_post(db: DB, post_id: int) -> dict[str, object]:
         post = db.get(Post, post_id)
         if post is None:
             raise HTTPException(404, "post not found")
         return as_dict(post)
 
-    @app.post("/api/posts", status_code=201)
+    @app.post("/api/posts", status_code=201, response_model=None)
     def create_post(db: DB, data: PostCreate) -> dict[str, object]:
         post = Post(**data.model_dump(), created_at=now())
         db.add(post)
         db.commit()
-        return as_dict(post)
+        return post_fields(post)
 
-    @app.put("/api/posts/{post_id}")
+    @app.put("/api/posts/{post_id}", response_model=None)
     def update_post(post_id: int, db: DB, data: PostUpdate) -> dict[str, object]:
         post = db.get(Post, post_id)
         if post is None:
@@ -193,15 +214,22 @@ def create_app() -> FastAPI:
         for name, value in data.model_dump().items():
             setattr(post, name, value)
         db.commit()
-        return as_dict(post)
+        return post_fields(post)
 
-    @app.post("/api/posts/{post_id}/comments", status_code=201)
+    @app.post("/api/posts/{post_id}/comments", status_code=201, response_model=None)
     def create_comment(post_id: int, db: DB, data: CommentCreate) -> dict[str, object]:
         if db.get(Post, post_id) is None:
             raise HTTPException(404, "post not found")
-        comment = Comment(post_id=post_id, **data.model_dump(), created_at=now())
+        comment = Comment(post_id=post_id, **data.model_dump(), is_approved=False, created_at=now())
         db.add(comment)
         db.commit()
-        return {"id": comment.id, "post_id": post_id, "body": comment.body}
+        return {
+            "id": comment.id,
+            "post_id": post_id,
+            "author_id": comment.author_id,
+            "body": comment.body,
+            "is_approved": comment.is_approved,
+            "created_at": utc(comment.created_at),
+        }
 
     return app
