@@ -304,6 +304,7 @@ EXAMPLE_FILES = [
     "migrations/versions/20261128_0001_initial.py",
     "tests/factories.py",
     "tests/test_posts.py",
+    "tests/test_user_posts.py",
     "tests/test_comments.py",
     "tests/test_invalidation.py",
     "tests/test_indexes.py",
