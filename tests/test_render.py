@@ -301,6 +301,7 @@ EXAMPLE_FILES = [
     "src/my_service/posts",
     "src/my_service/comments",
     "src/my_service/seed.py",
+    "src/my_service/users/authorship.py",
     "migrations/versions/20261128_0001_initial.py",
     "tests/factories.py",
     "tests/test_posts.py",
