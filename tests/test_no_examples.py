@@ -2,7 +2,7 @@
 tests and linters, migrations in sync, and `fastapi-easy add resource` on top.
 
 Two installs: the defaults through the CLI, and PostgreSQL + Redis + every feature, where
-auth brings a users domain of its own (accounts without posts).
+auth keeps the users domain without the blog's parts (accounts without posts).
 """
 
 import shlex

@@ -17,8 +17,7 @@ from ..core.deps import invalidate_on_commit
 from ..core.errors import NotFound
 from ..core.pagination import PageParams, keyset_page, next_cursor
 from ..posts.models import Post
-from ..posts.service import PostNotFound
-from ..users.service import UnknownUser
+from ..posts.service import PostNotFound, UnknownUser
 from .models import Comment as CommentRow
 from .models import approved_comments_tag, comment_count_tag
 from .schemas import Comment, CommentCreate, CommentPage, CommentUpdate

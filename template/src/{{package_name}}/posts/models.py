@@ -21,7 +21,9 @@ class Post(Base):
     published: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
-    author: Mapped["User"] = relationship(back_populates="posts", lazy="raise")
+    # lazy="raise": touching an unloaded relationship is a bug (an N+1 in the making),
+    # so it fails loudly instead of issuing one query per row.
+    author: Mapped["User"] = relationship(lazy="raise")
     comments: Mapped[list["Comment"]] = relationship(
         back_populates="post", lazy="raise", passive_deletes=True
     )

@@ -26,10 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from ..comments.models import Comment, approved_comments_tag, comment_count_tag
 from ..core.cache import Cached, cached, encode
 from ..core.deps import invalidate_on_commit
-from ..core.errors import NotFound
+from ..core.errors import InvalidReference, NotFound
 from ..core.pagination import Keyset, PageParams, keyset_page, next_cursor
 from ..users.models import User, user_tag
-from ..users.service import UnknownUser
 from .models import Post as PostRow
 from .models import authored_posts_tag, post_tag
 from .schemas import Author, Post, PostCreate, PostPage, PostUpdate, PostWithAuthor
@@ -44,6 +43,13 @@ EXPORT_BATCH_SIZE = 1000
 class PostNotFound(NotFound):
     def __init__(self, post_id: int) -> None:
         super().__init__(f"Post {post_id} does not exist.")
+
+
+class UnknownUser(InvalidReference):
+    """A post or comment whose ``author_id`` names no user (the foreign key refused it)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field} names no existing user.")
 
 
 POST_COLUMNS = (
