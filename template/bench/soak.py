@@ -4,7 +4,7 @@
     uv run python bench/soak.py --duration 3600 --writes 0.05
     uv run python bench/soak.py --url http://127.0.0.1:8000   # a server you started
 
-Without ``--url`` it serves the app itself, as ``loadtest.py`` does: one uvicorn worker pinned
+Without ``--url`` it serves the app itself, as ``loadtest.py`` does: one granian worker pinned
 to CPU 0 on ``DATABASE_URL`` (a temporary SQLite database, always seeded, when it is not
 set), the load generator on CPU 1. For ``--duration`` seconds it plays the mix of
 ``workload.py`` (reads and a share of ``--writes``) over ``--connections``, and every
@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
 
     checks = memory_checks(sampler.samples, args.warmup) + rest_checks(rest)
     report: dict[str, object] = {
-        "target": args.url or f"{APP}, one uvicorn worker",
+        "target": args.url or f"{APP}, one granian worker",
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join(["python", *sys.argv]),
         "generator": generator,
