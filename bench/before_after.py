@@ -4,13 +4,17 @@
     uv run python -m bench.before_after --connections 100,1000 --duration 5 --runs 5
 
 Generates (a) the default project and (b) a ``postgresql`` + ``redis`` one from the working
-tree, installs and seeds them, and serves each with one uvicorn worker pinned to core 0,
-next to ``bench/naive_app.py`` (the same API written the naive way, on the default
-project's seeded SQLite database). Each run plays the generated project's own load test
-(``bench/loadtest.py --url``, wrk pinned to core 1) against every variant in turn, so drift
-hits them alike; the table is the median of ``--runs`` per level and variant, with each
-row's requests/s over the naive app's. The raw ASGI row is the load test's own ceiling:
-the same mix against an app sending one post's bytes, the machine's limit.
+tree, installs and seeds them, and serves each with its own command (one worker of its
+default server, granian) pinned to core 0, next to ``bench/naive_app.py`` (the same API
+written the naive way, served by uvicorn, on the default project's seeded SQLite
+database). Each run plays the generated project's own load test (``bench/loadtest.py
+--url``, wrk pinned to core 1) against every variant in turn, so drift hits them alike; the
+table is the median of ``--runs`` per level and variant, with each row's requests/s over
+the naive app's. The raw ASGI row is the load test's own ceiling: the same mix against an
+app sending one post's bytes, the machine's limit.
+
+A second table is the cached read alone: plain wrk on ``GET /api/posts/1`` of each variant
+at 64 connections, alternating, with each variant's requests/s over the naive app's.
 
 A variant that cannot keep up at a level shows it in that level's row: wrk counts the
 requests still unanswered at its 5 s timeout as errors, and every level starts once the
@@ -27,7 +31,7 @@ import tempfile
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
-from bench.endpoints import pinned, services
+from bench.endpoints import REPORT, pinned, services, wrk
 from tests.e2e import Server, serve
 from tests.project import Project, render, snapshot_repo
 
@@ -46,6 +50,31 @@ def serve_naive(project: Project, database: Path) -> AbstractContextManager[Serv
     command += ["naive_app:create_app", "--factory", "--app-dir", str(BENCH_DIR)]
     command += ["--port", "{port}", "--log-level", "warning", "--no-access-log"]
     return serve(project, pinned(0, command), env={"NAIVE_DATABASE_URL": f"sqlite:///{database}"})
+
+
+CACHED_READ = "/api/posts/1"
+CACHED_READ_CONNECTIONS = 64
+
+
+def cached_reads(urls: dict[str, str], seconds: int, runs: int, folder: Path) -> str:
+    """The cached-read table: median requests/s and p99 of plain wrk on `CACHED_READ`."""
+    script = folder / "report.lua"
+    script.write_text(REPORT)
+    measured: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
+    for _ in range(runs):  # alternating, as the sweeps
+        for name, url in urls.items():
+            measured[name].append(wrk(url + CACHED_READ, seconds, CACHED_READ_CONNECTIONS, script))
+    rps = {name: statistics.median(run["rps"] for run in runs) for name, runs in measured.items()}
+    rows = [
+        "| variant | req/s | p99 ms | errors | x naive |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, runs in measured.items():
+        p99 = statistics.median(run["p99_us"] for run in runs) / 1000
+        errors = max(run["errors"] + run["non2xx"] for run in runs)
+        naive = f"{rps[name] / rps['naive']:.1f}" if rps.get("naive") else "-"
+        rows.append(f"| {name} | {rps[name]:,.0f} | {p99:.1f} | {errors} | {naive} |")
+    return "\n".join(rows)
 
 
 def median_level(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -155,11 +184,18 @@ def main(argv: list[str] | None = None) -> None:
                     )
                     continue
                 results[name].append(json.loads((out / "loadtest.json").read_text()))
+        reads = cached_reads(urls, args.duration, args.runs, root)
     print(
-        f"\none uvicorn worker each (core 0), wrk on core 1, {args.writes} writes, "
-        f"median of {args.runs} alternating sweeps of {args.duration}s per level\n"
+        f"\none worker each (core 0; the projects' own command, granian; the naive app, "
+        f"uvicorn), wrk on core 1, {args.writes} writes, median of {args.runs} alternating "
+        f"sweeps of {args.duration}s per level\n"
     )
     print(table(results, levels))
+    print(
+        f"\nCached `GET {CACHED_READ}` alone, plain wrk at {CACHED_READ_CONNECTIONS} "
+        f"connections, median of {args.runs} alternating runs of {args.duration}s:\n"
+    )
+    print(reads)
 
 
 if __name__ == "__main__":

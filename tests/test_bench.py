@@ -31,7 +31,7 @@ def test_before_after_sweeps_every_variant_and_the_naive_app() -> None:
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = [line.split("|")[1:-1] for line in result.stdout.splitlines() if line.startswith("| ")]
+    rows, reads = markdown_tables(result.stdout)
     assert [cell.strip() for cell in rows[0]] == [
         "connections", "variant", "avg ms", "p50 ms", "p95 ms", "p99 ms", "errors", "req/s",
         "x naive",
@@ -53,6 +53,29 @@ def test_before_after_sweeps_every_variant_and_the_naive_app() -> None:
     for level in ("4", "64"):
         assert cells[(level, "naive")][-1] == "1.0", "the naive app served requests"
         assert float(cells[(level, "default")][-1]) > 1, "the cached project beats the naive one"
+    # The cached read alone, per variant.
+    header = [cell.strip() for cell in reads[0]]
+    assert header == ["variant", "req/s", "p99 ms", "errors", "x naive"]
+    by_variant = {row[0].strip(): [c.strip() for c in row[1:]] for row in reads[1:]}
+    assert list(by_variant) == ["default", "postgresql-redis", "naive"]
+    for variant, (rps, _p99, errors, _versus) in by_variant.items():
+        assert errors == "0", variant
+        assert float(rps.replace(",", "")) > 0, variant
+    assert by_variant["naive"][-1] == "1.0"
+    assert float(by_variant["default"][-1]) > 1, "a cached read beats the naive one"
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """The rows (header first, the |---| line left out) of each Markdown table in ``text``."""
+    tables: list[list[list[str]]] = []
+    previous = ""
+    for line in text.splitlines():
+        if line.startswith("| "):
+            if not previous.startswith("|"):
+                tables.append([])
+            tables[-1].append(line.split("|")[1:-1])
+        previous = line
+    return tables
 
 
 def pages(server: Server, query: str) -> list[object]:

@@ -560,8 +560,7 @@ async def open_cache(settings: Settings) -> AsyncIterator[Cache]:
         log.warning(
             "%d workers x %d replicas with the in-process cache: after a write, the other "
             "processes may serve the old value until their entry expires (up to "
-            "CACHE_TTL_MAX_SECONDS %ss); a project generated with cache=redis invalidates "
-            "across processes",
+            'CACHE_TTL_MAX_SECONDS %ss); see "With several workers" in the README',
             settings.workers,
             settings.replicas,
             settings.cache_ttl_max_seconds,
