@@ -139,6 +139,12 @@ def l2_hits(server: Server) -> float:
     return float(line.split()[-1])
 
 
+def new_user(server: Server, email: str, name: str) -> int:
+    answer = server.request("POST", "/api/users", {"email": email, "name": name})
+    assert answer.status == 201, answer.body
+    return int(answer.json()["id"])  # type: ignore[index]
+
+
 def new_post(server: Server, author_id: int, title: str) -> int:
     answer = server.request(
         "POST", "/api/posts", {"author_id": author_id, "title": title, "body": "b"}

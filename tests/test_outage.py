@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from .e2e import Response, Server, Traffic, l2_hits, new_post, serve, uv_run, wait_for
+from .e2e import Response, Server, Traffic, l2_hits, new_post, new_user, serve, uv_run, wait_for
 from .project import Project, render
 from .servers import postgres_server, redis_server
 
@@ -74,9 +74,7 @@ def test_a_database_restart_under_writes_gives_503s_and_loses_nothing(
         env = {"DATABASE_URL": postgres.create_database("outage")}
         project.uv("alembic", "upgrade", "head", env=env)
         with serve(project, uv_run("outage"), env=env) as server:
-            user = server.request("POST", "/api/users", {"email": "a@example.com", "name": "A"})
-            assert user.status == 201
-            writers = Writers(server, int(user.json()["id"]))  # type: ignore[index]
+            writers = Writers(server, new_user(server, "a@example.com", "A"))
             threads = [threading.Thread(target=writers.run, args=(i,)) for i in range(CLIENTS)]
             for thread in threads:
                 thread.start()
@@ -151,8 +149,7 @@ def test_redis_killed_under_load_fails_open_and_l2_and_invalidation_resume(
             serve(project, uv_run("cached"), env=env) as a,
             serve(project, uv_run("cached"), env=env) as b,
         ):
-            user = a.request("POST", "/api/users", {"email": "a@example.com", "name": "A"})
-            author = int(user.json()["id"])  # type: ignore[index]
+            author = new_user(a, "a@example.com", "A")
             posts = [new_post(a, author, f"post {i}") for i in range(20)]
             traffic = Traffic([a, b], author, posts)
             threads = [

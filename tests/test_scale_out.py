@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from .e2e import Server, Traffic, new_post, serve, uv_run
+from .e2e import Server, Traffic, new_post, new_user, serve, uv_run
 from .project import Project, render
 from .servers import PostgresServer, RedisServer
 
@@ -100,8 +100,7 @@ def test_writes_through_one_instance_are_read_fresh_through_the_other(
     two_instances: tuple[Server, Server],
 ) -> None:
     a, b = two_instances
-    user = a.request("POST", "/api/users", {"email": "s@example.org", "name": "Sam"})
-    author = int(user.json()["id"])  # type: ignore[index]
+    author = new_user(a, "s@example.org", "Sam")
     post = new_post(a, author, "first")
     feed = f"/api/posts?author_id={author}&limit=20"
     # B caches the post, the author's list and the comments before each write through A.
@@ -148,8 +147,7 @@ def test_a_load_run_across_two_instances_has_no_errors(
     two_instances: tuple[Server, Server],
 ) -> None:
     a, b = two_instances
-    user = a.request("POST", "/api/users", {"email": "load@example.org", "name": "Load"})
-    author = int(user.json()["id"])  # type: ignore[index]
+    author = new_user(a, "load@example.org", "Load")
     posts = [new_post(a, author, f"post {i}") for i in range(20)]
     traffic = Traffic([a, b], author, posts)
     threads = [threading.Thread(target=traffic.run, args=(i,)) for i in range(CLIENTS)]
@@ -219,8 +217,7 @@ def test_sigterm_during_a_load_run_loses_no_accepted_request(
     timeout = 5
     env = {**deployment.env, "SHUTDOWN_TIMEOUT_SECONDS": str(timeout)}
     with serve(deployment.project, uv_run("scaled"), env=env) as server:
-        user = server.request("POST", "/api/users", {"email": "t@example.org", "name": "T"})
-        author = int(user.json()["id"])  # type: ignore[index]
+        author = new_user(server, "t@example.org", "T")
         post = new_post(server, author, "read under load")
         port = int(urllib.parse.urlsplit(server.base_url).port or 0)
         clients = KeepAliveClients(port, author, post)
