@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .e2e import Server, serve, uv_run
+from .e2e import Server, serve, uv_run, wait_for
 from .project import Project, features_for, find_python, render, tool
 from .servers import PostgresServer, RedisServer, pgbouncer_server
 from .test_e2e import sign_up
@@ -150,13 +150,20 @@ def test_forwarded_for_names_the_client_only_when_a_trusted_peer_sends_it(
     with serve(serving, uv_run("serving"), env=env) as server:
         assert get_from(server, "127.0.0.1", "/api/posts", "203.0.113.7") == 200
         assert get_from(server, "127.0.0.2", "/api/posts", "198.51.100.9") == 200
+        # The access log is written once the response has gone out, so the client can read
+        # its answer before the line is in the file.
+        wait_for(lambda: len(logged_clients(server_log(serving, server))) == 2, timeout=10)
         log = server_log(serving, server)
-    clients = [
+    assert logged_clients(log) == ["203.0.113.7", "127.0.0.2"], log[-3000:]
+
+
+def logged_clients(log: str) -> list[str]:
+    """The client field of each access log line for ``/api/posts``, in order."""
+    return [
         entry["client"]
         for line in log.splitlines()
         if line.startswith("{") and (entry := json.loads(line))["path"] == "/api/posts"
     ]
-    assert clients == ["203.0.113.7", "127.0.0.2"], log[-3000:]
 
 
 def test_requests_past_the_concurrency_limit_get_503_problems_with_retry_after(
