@@ -8,7 +8,7 @@ approved comment or changes whether one is approved. The moderation queue is rea
 
 from typing import Any
 
-from sqlalchemy import Select, delete, exists, insert, select, update
+from sqlalchemy import Select, bindparam, delete, exists, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -35,6 +35,12 @@ COMMENT_COLUMNS = (
 )
 
 
+# Built once, with the values as parameters: building a statement costs SQLAlchemy more
+# than SQLite takes to run it, and every new comment runs these two.
+POST_EXISTS = select(exists().where(posts.c.id == bindparam("post_id")))
+INSERT_COMMENT = insert(comments).returning(*COMMENT_COLUMNS)
+
+
 class CommentNotFound(NotFound):
     def __init__(self, comment_id: int) -> None:
         super().__init__(f"Comment {comment_id} does not exist.")
@@ -48,7 +54,7 @@ def list_comments_query(post_id: int, is_approved: bool, page: PageParams) -> Se
 
 
 async def _post_exists(conn: AsyncConnection | AsyncSession, post_id: int) -> bool:
-    return bool(await conn.scalar(select(exists().where(posts.c.id == post_id))))
+    return bool(await conn.scalar(POST_EXISTS, {"post_id": post_id}))
 
 
 async def list_comments(
@@ -86,9 +92,9 @@ async def create_comment(session: AsyncSession, post_id: int, data: CommentCreat
     """Waits for approval: no cached read shows it yet, so it invalidates nothing."""
     if not await _post_exists(session, post_id):
         raise PostNotFound(post_id)
-    stmt = insert(comments).values(post_id=post_id, **data.model_dump()).returning(*COMMENT_COLUMNS)
+    values = {"post_id": post_id, **data.model_dump()}
     try:
-        row = (await session.execute(stmt)).one()
+        row = (await session.execute(INSERT_COMMENT, values)).one()
     except IntegrityError as exc:
         raise UnknownUser("author_id") from exc
     return Comment.model_validate(row._mapping)
