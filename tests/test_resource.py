@@ -62,6 +62,7 @@ def rendered(template_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         (["products", "owner_id:ref:comments"], "has no cache tag"),
         (["products", "id:int"], "not a usable field name"),
         (["products", "class:str"], "not a usable field name"),
+        (["products", "product_id:int"], "names the products row itself"),
         (["products", "name:str", "name:text"], "named twice"),
         (["products", "notes:json:index"], "cannot be indexed"),
         (["products", "flag:bool:unique"], "cannot be unique"),

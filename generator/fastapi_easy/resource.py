@@ -426,6 +426,8 @@ def parse_field(text: str, project: Project, table: str) -> Field:
     name, kind, *rest = parts
     if not NAME.match(name) or keyword.iskeyword(name) or name in RESERVED_FIELDS:
         raise ResourceError(f"field {text!r}: {name!r} is not a usable field name")
+    if name == f"{singular_of(table)}_id":
+        raise ResourceError(f"field {text!r}: {name!r} names the {table} row itself (its id)")
     ref = None
     if kind == "ref":
         if not rest:
