@@ -31,12 +31,11 @@ responses under the tags of the read that produced them, so one mechanism serves
   time, so the cache imports nothing from it.
 """
 
-import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Annotated, Any, Protocol
@@ -46,8 +45,6 @@ from pydantic_core import to_json
 
 from ..settings import Settings
 from .coalesce import SingleFlight
-
-log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
 
@@ -545,27 +542,6 @@ class Cache:
     def _seconds(self, key: str, ttl: float | None) -> float:
         seconds = ttl or self.ttl.seconds(key)
         return seconds if self.degraded_ttl is None else min(seconds, self.degraded_ttl)
-
-
-@asynccontextmanager
-async def open_cache(settings: Settings) -> AsyncIterator[Cache]:
-    """The in-process cache: nothing to connect or close, shaped like the variant with an L2.
-
-    It sees only the writes of its own process, so with several workers or replicas a read
-    may show the old value after another process's write: each worker says so as it starts,
-    for settings that are easy to raise without knowing it.
-    """
-    processes = settings.workers * settings.replicas
-    if settings.cache_enabled and processes > 1:
-        log.warning(
-            "%d workers x %d replicas with the in-process cache: after a write, the other "
-            "processes may serve the old value until their entry expires (up to "
-            'CACHE_TTL_MAX_SECONDS %ss); see "With several workers" in the README',
-            settings.workers,
-            settings.replicas,
-            settings.cache_ttl_max_seconds,
-        )
-    yield Cache.from_settings(settings)
 
 
 async def get_cache(request: Request) -> Cache:
