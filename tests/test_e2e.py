@@ -512,7 +512,7 @@ def test_soak_tool_prints_memory_connections_and_cache_bounds(
     assert limit == "0.5 MB/hour"
     assert verdict.startswith("too short to judge: "), verdict
     assert cells["database connections checked out at rest"] == ["0", "0", "ok"]
-    for figure, bound in (("L1 cache entries", 5000), ("edge cache entries", 1000)):
+    for figure, bound in (("L1 cache entries", 5000), ("edge cache entries", 5000)):
         entries, limit, verdict = cells[figure]
         assert int(limit.replace(",", "")) == bound, figure
         assert 0 < int(entries.replace(",", "")) <= bound, figure
