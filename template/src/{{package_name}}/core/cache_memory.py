@@ -1,4 +1,4 @@
-"""The in-process cache's lifetime, for projects without Redis."""
+"""The in-process cache's lifetime: opening it, and the warning when it cannot be shared."""
 
 import logging
 from collections.abc import AsyncIterator
