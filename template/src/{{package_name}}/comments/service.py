@@ -36,7 +36,7 @@ COMMENT_COLUMNS = (
 
 
 # Built once, with the values as parameters: building a statement costs SQLAlchemy more
-# than SQLite takes to run it, and every new comment runs these two.
+# than the database takes to run it, and every new comment runs these two.
 POST_EXISTS = select(exists().where(posts.c.id == bindparam("post_id")))
 INSERT_COMMENT = insert(comments).returning(*COMMENT_COLUMNS)
 
