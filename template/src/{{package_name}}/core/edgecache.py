@@ -20,15 +20,24 @@ as the data (``Cache.responses``), so the write that invalidates ``post:7`` drop
 cached post, the cached list pages showing it and their stored responses together, in
 every instance. A response computed while one of its tags was invalidated is not stored
 (a ``Fence``), so a read racing a write cannot store the old state.
+
+Concurrent misses on one key: the first runs the application and the others wait for the
+response it stores, then send it as a hit. Without that, every request for a hot post that
+arrives while its response is being recomputed (after a write invalidated it) pays for
+routing, the handler and compression, though the data cache below loads it only once. A key
+whose response was not stored (no tags, not cacheable, spoiled by a write) releases its
+waiters at once, they run the application themselves, and later requests for it skip the
+waiting for a while, so endpoints that are never stored are not made to queue.
 """
 
+import asyncio
 from dataclasses import dataclass
 from hashlib import blake2b
 
 from fastapi import Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .cache import Cache, Cached
+from .cache import Cache, Cached, MemoryCache
 
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
 # Where an endpoint leaves the tags of its response, in the request's scope["state"].
@@ -38,6 +47,9 @@ PERSONAL_REQUEST_HEADERS = frozenset({b"authorization", b"cookie"})
 UNSTORED_RESPONSE_HEADERS = frozenset({b"date", b"server", b"etag", b"x-cache"})
 # Sent back with a 304 (RFC 9110 section 15.4.5).
 NOT_MODIFIED_HEADERS = frozenset({b"cache-control", b"content-location", b"expires", b"vary"})
+# How many keys whose response was not stored are remembered, so that their concurrent
+# requests run side by side instead of waiting for each other.
+UNSTORED_KEYS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +106,9 @@ class EdgeCache:
         self.app = app
         self.ttl = ttl
         self.max_body = max_body
+        # key -> the response its running fill stores (None: it stores none).
+        self._fills: dict[str, asyncio.Future[StoredResponse | None]] = {}
+        self._unstored = MemoryCache(UNSTORED_KEYS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in CACHEABLE_METHODS:
@@ -112,7 +127,18 @@ class EdgeCache:
         if scope["method"] == "HEAD":
             await self.app(scope, receive, send)
             return
-        await self._fill(cache, key, headers, scope, receive, send)
+        fill = self._fills.get(key)
+        if fill is None:
+            await self._fill(cache, key, headers, scope, receive, send)
+            return
+        cache.stats.coalesced += 1
+        # The shield keeps a waiter that is cancelled (client gone) from cancelling the
+        # future the other waiters share.
+        stored = await asyncio.shield(fill)
+        if stored is None:
+            await self.app(scope, receive, send)
+        else:
+            await self._send_stored(stored, headers, "GET", send, b"hit")
 
     @staticmethod
     def _key(scope: Scope, headers: dict[bytes, bytes]) -> str:
@@ -154,6 +180,21 @@ class EdgeCache:
         chunks: list[bytes] = []
         size = 0
         passthrough = False
+        fill: asyncio.Future[StoredResponse | None] = asyncio.get_running_loop().create_future()
+        if key not in self._unstored:
+            self._fills[key] = fill
+
+        def release(stored: StoredResponse | None) -> None:
+            if not fill.done():
+                if self._fills.get(key) is fill:
+                    del self._fills[key]
+                fill.set_result(stored)
+
+        def pass_through() -> None:
+            nonlocal passthrough
+            passthrough = True
+            self._unstored.set(key, True, self.ttl)
+            release(None)
 
         async def capture(message: Message) -> None:
             nonlocal start, tags, size, passthrough
@@ -163,27 +204,34 @@ class EdgeCache:
                 start = message
                 tags = scope.get("state", {}).get(TAGS_STATE)
                 if tags is None or not _cacheable_response(message):
-                    passthrough = True
+                    pass_through()
                     await send(message)
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
                 size += len(chunks[-1])
                 if size > self.max_body:
-                    passthrough = True
+                    pass_through()
                     await send(start)
                     await send({**message, "body": b"".join(chunks)})
                 elif not message.get("more_body", False):
                     assert start is not None
                     assert tags is not None
                     stored = self._stored(start, b"".join(chunks))
-                    if not fence.spoils(tags):
+                    if fence.spoils(tags):
+                        release(None)
+                    else:
                         cache.responses.set(key, stored, cache.ttl.jittered(self.ttl), tags)
+                        self._unstored.delete(key)
+                        release(stored)
                     await self._send_stored(stored, request_headers, "GET", send, b"miss")
             else:
                 await send(message)
 
-        with cache.fenced() as fence:
-            await self.app(scope, receive, capture)
+        try:
+            with cache.fenced() as fence:
+                await self.app(scope, receive, capture)
+        finally:
+            release(None)
 
     @staticmethod
     def _stored(start: Message, body: bytes) -> StoredResponse:
