@@ -24,10 +24,13 @@ every instance. A response computed while one of its tags was invalidated is not
 Concurrent misses on one key: the first runs the application and the others wait for the
 response it stores, then send it as a hit. Without that, every request for a hot post that
 arrives while its response is being recomputed (after a write invalidated it) pays for
-routing, the handler and compression, though the data cache below loads it only once. A key
-whose response was not stored (no tags, not cacheable, spoiled by a write) releases its
-waiters at once, they run the application themselves, and later requests for it skip the
-waiting for a while, so endpoints that are never stored are not made to queue.
+routing, the handler and compression, though the data cache below loads it only once.
+(Not ``SingleFlight``: the load here is the first request itself, run with its own
+``receive`` and ``send``, not a task the others could await.) A fill that stores nothing
+releases its waiters and they run the application themselves: a response spoiled by a
+write, so they read the new state; or one that is never stored (no tags, not cacheable,
+too large), whose key is then remembered for a while so that its requests stop waiting for
+each other.
 """
 
 import asyncio
