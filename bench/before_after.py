@@ -14,7 +14,8 @@ the naive app's. The raw ASGI row is the load test's own ceiling: the same mix a
 app sending one post's bytes, the machine's limit.
 
 A second table is the cached read alone: plain wrk on ``GET /api/posts/1`` of each variant
-at 64 connections, alternating, with each variant's requests/s over the naive app's.
+at 64 connections, alternating, with each variant's requests/s over the naive app's and
+over the raw ASGI app's (the same load test's raw app, sending that post's bytes).
 
 A variant that cannot keep up at a level shows it in that level's row: wrk counts the
 requests still unanswered at its 5 s timeout as errors, and every level starts once the
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
@@ -52,8 +54,28 @@ def serve_naive(project: Project, database: Path) -> AbstractContextManager[Serv
     return serve(project, pinned(0, command), env={"NAIVE_DATABASE_URL": f"sqlite:///{database}"})
 
 
+def serve_raw(project: Project, body: bytes, folder: Path) -> AbstractContextManager[Server]:
+    """The raw ASGI app of ``project``'s load test (``bench/workload.py``) sending ``body``,
+    served as the projects are: one granian worker on core 0."""
+    python = str(project.path / ".venv" / "bin" / "python")
+    source = subprocess.run(
+        [python, "-c", "from workload import RAW_APP; print(RAW_APP)"],
+        cwd=project.path / "bench", capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "raw_asgi.py").write_text(source)
+    (folder / "body.json").write_bytes(body)
+    command = [
+        python, "-m", "granian", "--interface", "asgi", "--factory", "--working-dir", str(folder),
+        "--port", "{port}", "--workers", "1", "--loop", "uvloop", "--no-access-log",
+        "--log-level", "warning", "raw_asgi:create_app",
+    ]  # fmt: skip
+    return serve(project, pinned(0, command), env={"RAW_BODY_FILE": str(folder / "body.json")})
+
+
 CACHED_READ = "/api/posts/1"
 CACHED_READ_CONNECTIONS = 64
+RAW = "raw ASGI app, same bytes"
 
 
 def cached_reads(urls: dict[str, str], seconds: int, runs: int, folder: Path) -> str:
@@ -66,14 +88,15 @@ def cached_reads(urls: dict[str, str], seconds: int, runs: int, folder: Path) ->
             measured[name].append(wrk(url + CACHED_READ, seconds, CACHED_READ_CONNECTIONS, script))
     rps = {name: statistics.median(run["rps"] for run in runs) for name, runs in measured.items()}
     rows = [
-        "| variant | req/s | p99 ms | errors | x naive |",
-        "|---|---:|---:|---:|---:|",
+        "| variant | req/s | p99 ms | errors | x naive | x raw |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for name, runs in measured.items():
         p99 = statistics.median(run["p99_us"] for run in runs) / 1000
         errors = max(run["errors"] + run["non2xx"] for run in runs)
         naive = f"{rps[name] / rps['naive']:.1f}" if rps.get("naive") else "-"
-        rows.append(f"| {name} | {rps[name]:,.0f} | {p99:.1f} | {errors} | {naive} |")
+        raw = f"{rps[name] / rps[RAW]:.2f}" if rps.get(RAW) else "-"
+        rows.append(f"| {name} | {rps[name]:,.0f} | {p99:.1f} | {errors} | {naive} | {raw} |")
     return "\n".join(rows)
 
 
@@ -184,6 +207,11 @@ def main(argv: list[str] | None = None) -> None:
                     )
                     continue
                 results[name].append(json.loads((out / "loadtest.json").read_text()))
+        if default_url := urls.get("default"):
+            with urllib.request.urlopen(default_url + CACHED_READ) as response:
+                body = response.read()
+            raw = stack.enter_context(serve_raw(default, body, root / "raw"))
+            urls[RAW] = raw.base_url
         reads = cached_reads(urls, args.duration, args.runs, root)
     print(
         f"\none worker each (core 0; the projects' own command, granian; the naive app, "

@@ -55,14 +55,16 @@ def test_before_after_sweeps_every_variant_and_the_naive_app() -> None:
         assert float(cells[(level, "default")][-1]) > 1, "the cached project beats the naive one"
     # The cached read alone, per variant.
     header = [cell.strip() for cell in reads[0]]
-    assert header == ["variant", "req/s", "p99 ms", "errors", "x naive"]
+    assert header == ["variant", "req/s", "p99 ms", "errors", "x naive", "x raw"]
     by_variant = {row[0].strip(): [c.strip() for c in row[1:]] for row in reads[1:]}
-    assert list(by_variant) == ["default", "postgresql-redis", "naive"]
-    for variant, (rps, _p99, errors, _versus) in by_variant.items():
+    assert list(by_variant) == ["default", "postgresql-redis", "naive", "raw ASGI app, same bytes"]
+    for variant, (rps, _p99, errors, _naive, _raw) in by_variant.items():
         assert errors == "0", variant
         assert float(rps.replace(",", "")) > 0, variant
-    assert by_variant["naive"][-1] == "1.0"
-    assert float(by_variant["default"][-1]) > 1, "a cached read beats the naive one"
+    assert by_variant["naive"][-2] == "1.0"
+    assert float(by_variant["default"][-2]) > 1, "a cached read beats the naive one"
+    assert by_variant["raw ASGI app, same bytes"][-1] == "1.00"
+    assert float(by_variant["default"][-1]) > 0
 
 
 def markdown_tables(text: str) -> list[list[list[str]]]:
