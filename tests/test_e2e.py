@@ -404,6 +404,7 @@ def check_sweep(stdout: str, out: Path, generator: str) -> dict[str, object]:
     markdown = (out / "loadtest.md").read_text()
     assert markdown in stdout
     assert f"Load generator ceiling ({generator}," in markdown
+    assert "the server kept the others waiting" not in markdown, "every connection was served"
     return report
 
 
@@ -481,6 +482,19 @@ def test_load_test_tool_rejects_bad_arguments(demo: Project, args: list[str], me
     result = demo.uv("python", "bench/loadtest.py", *args, check=False)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_load_test_tool_says_when_the_server_it_is_given_does_not_answer(
+    demo: Project,
+) -> None:
+    result = demo.uv(
+        "python", "bench/loadtest.py", "--url", f"http://127.0.0.1:{free_port()}",
+        "--connections", "4", "--duration", "1", check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "did not answer" in result.stderr
+    assert "is the server running there?" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_soak_tool_prints_memory_connections_and_cache_bounds(
