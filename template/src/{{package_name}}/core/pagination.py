@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, HTTPException, Query, Request, status
-from sqlalchemy import ColumnElement, Select, or_
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, or_
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +82,44 @@ def keyset_page(
     """Newest first, after the page's cursor, with one row more than asked: the extra row
     tells whether a next page exists without a COUNT (`next_cursor` drops it).
 
+    A new statement per call; a list read often builds `keyset_statement` once instead.
+    """
+    after = page.after is not None
+    return keyset_statement(stmt, created_at, id_, after=after).params(keyset_parameters(page))
+
+
+def keyset_statement(
+    stmt: Select[Any],
+    created_at: ColumnElement[datetime],
+    id_: ColumnElement[int],
+    *,
+    after: bool,
+) -> Select[Any]:
+    """`keyset_page` with the cursor (when ``after``) and the limit left as parameters, to
+    build once and run with `keyset_parameters`: SQLAlchemy reuses the compiled form of a
+    statement it has seen, but a statement built anew is walked again on every call, which
+    costs more than SQLite takes to run it.
+
     ``created_at <= x`` is the index range both PostgreSQL and SQLite seek to; the OR only
     filters the rows tied on ``x``. A bare ``a < x OR (a = x AND id < y)`` is no range, and
     PostgreSQL would scan and discard every newer row.
     """
-    if page.after is not None:
-        after = page.after
+    if after:
+        after_created_at = bindparam("after_created_at")
         stmt = stmt.where(
-            created_at <= after.created_at,
-            or_(created_at < after.created_at, id_ < after.id),
+            created_at <= after_created_at,
+            or_(created_at < after_created_at, id_ < bindparam("after_id")),
         )
-    return stmt.order_by(created_at.desc(), id_.desc()).limit(page.limit + 1)
+    return stmt.order_by(created_at.desc(), id_.desc()).limit(bindparam("limit", type_=Integer))
+
+
+def keyset_parameters(page: PageParams) -> dict[str, Any]:
+    """The values of `keyset_statement`'s parameters for ``page``."""
+    values: dict[str, Any] = {"limit": page.limit + 1}
+    if page.after is not None:
+        values["after_created_at"] = page.after.created_at
+        values["after_id"] = page.after.id
+    return values
 
 
 def next_cursor(rows: list[Any], limit: int) -> str | None:

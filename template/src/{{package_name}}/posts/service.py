@@ -17,6 +17,7 @@ them are dropped. List pages are the subtle part:
 """
 
 from collections.abc import AsyncIterator, Iterable
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Row, Select, bindparam, delete, func, insert, select, true, update
@@ -27,7 +28,14 @@ from ..comments.models import Comment, approved_comments_tag, comment_count_tag
 from ..core.cache import Cached, cached, encode
 from ..core.deps import invalidate_on_commit
 from ..core.errors import InvalidReference, NotFound
-from ..core.pagination import Keyset, PageParams, keyset_page, next_cursor
+from ..core.pagination import (
+    Keyset,
+    PageParams,
+    keyset_page,
+    keyset_parameters,
+    keyset_statement,
+    next_cursor,
+)
 from ..users.models import User, user_tag
 from .models import Post as PostRow
 from .models import authored_posts_tag, post_tag
@@ -86,12 +94,37 @@ def filtered(stmt: Select[Any], author_id: int | None, published: bool | None) -
     return stmt
 
 
+@cache
+def _list_statement(by_author: bool, by_published: bool, after: bool) -> Select[Any]:
+    """The list query of one combination of filters and cursor, built once with the values
+    as parameters (`_list_page`): an uncached page is the most common miss."""
+    stmt = WITH_AUTHOR
+    if by_author:
+        stmt = stmt.where(posts.c.author_id == bindparam("author_id"))
+    if by_published:
+        stmt = stmt.where(posts.c.published == bindparam("published"))
+    return keyset_statement(stmt, posts.c.created_at, posts.c.id, after=after)
+
+
+def _list_page(
+    author_id: int | None, published: bool | None, page: PageParams
+) -> tuple[Select[Any], dict[str, Any]]:
+    """The statement of this list page and its parameter values."""
+    stmt = _list_statement(author_id is not None, published is not None, page.after is not None)
+    values = keyset_parameters(page)
+    if author_id is not None:
+        values["author_id"] = author_id
+    if published is not None:
+        values["published"] = published
+    return stmt, values
+
+
 def list_posts_query(
     author_id: int | None, published: bool | None, page: PageParams
 ) -> Select[Any]:
-    return keyset_page(
-        filtered(WITH_AUTHOR, author_id, published), posts.c.created_at, posts.c.id, page
-    )
+    """The page's statement with its values bound, as `list_posts` runs it."""
+    stmt, values = _list_page(author_id, published, page)
+    return stmt.params(values)
 
 
 def export_query(author_id: int | None, published: bool | None, page: PageParams) -> Select[Any]:
@@ -163,7 +196,7 @@ async def list_posts(
     engine: AsyncEngine, author_id: int | None, published: bool | None, page: PageParams
 ) -> Cached:
     async with engine.connect() as conn:
-        rows = list(await conn.execute(list_posts_query(author_id, published, page)))
+        rows = list(await conn.execute(*_list_page(author_id, published, page)))
     cursor = next_cursor(rows, page.limit)
     tags = _list_tags(author_id, published, first_page=page.after is None)
     tags.update(*(_shown(row) for row in rows))
