@@ -619,7 +619,8 @@ def test_list_bench_compares_each_app_with_its_hand_written_twin(
         "hand-written Core, no middleware",
         "ORM entities + joinedload, no middleware",
     ]
-    for rate, _p99, errors, _versus in cells.values():
+    for rate, p99, errors, _versus in cells.values():
         assert float(rate.replace(",", "")) > 0
+        assert re.fullmatch(r"[\d.]+(us|ms|s)", p99), p99  # wrk's latency, not another column
         assert errors == "0"
     assert cells["hand-written Core, no middleware"][3] == "+0.0%"

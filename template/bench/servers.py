@@ -121,7 +121,8 @@ def wrk(url: str, duration: int, connections: int, extra: Sequence[str] = ()) ->
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url]
     output = subprocess.run(pinned(command, 1), capture_output=True, text=True, check=True).stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    p99 = re.search(r"99%\s+(\S+)", output)
+    # The latency distribution's line, not a "...99%" at the end of a thread-stats line.
+    p99 = re.search(r"^\s*99%\s+(\S+)", output, re.MULTILINE)
     if not rate or not p99:
         raise RuntimeError(f"unexpected wrk output:\n{output}")
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
