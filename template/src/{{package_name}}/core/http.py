@@ -35,6 +35,9 @@ REQUEST_ID_HEADER = b"x-request-id"
 SERVER_TIMING_HEADER = b"server-timing"
 CSP_HEADER = b"content-security-policy"
 CSP = b"default-src 'none'; frame-ancestors 'none'"
+# What a request whose client closed the connection before the answer is recorded as
+# (nginx's status for it); no response is sent.
+CLIENT_CLOSED_REQUEST = 499
 
 # The ID of the request being served, for log records (see `install_request_id_logging`)
 # and error responses. "-" outside a request.
@@ -209,6 +212,11 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_context)
+        except asyncio.CancelledError:
+            # The client left (or the server is stopping) before the answer: nobody was
+            # sent a 500, so neither the metrics nor the access log count one.
+            status = status or CLIENT_CLOSED_REQUEST
+            raise
         except Exception:
             log.exception("unhandled error in %s %s", scope["method"], scope["path"])
             if status:
