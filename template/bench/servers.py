@@ -37,8 +37,8 @@ def pinned(command: list[str], cpu: int) -> list[str]:
 
 
 # The project's own BACKLOG default. granian serves at most its backlog's worth of
-# connections per worker at once (its backpressure default): with granian's own 1,024, half
-# of a 2,000-connection level would wait unserved, and unmeasured, for the whole level.
+# connections per worker at once (its backpressure default): past its own smaller default,
+# the connections of a large level would wait unserved, and unmeasured, for the whole level.
 BACKLOG = 2048
 
 

@@ -31,7 +31,6 @@ from ..core.errors import InvalidReference, NotFound
 from ..core.pagination import (
     Keyset,
     PageParams,
-    keyset_page,
     keyset_parameters,
     keyset_statement,
     next_cursor,
@@ -86,19 +85,16 @@ PUBLISHED_FOR_UPDATE = (
 UPDATE_POST = update(posts).where(posts.c.id == bindparam("post_id")).returning(*POST_COLUMNS)
 
 
-def filtered(stmt: Select[Any], author_id: int | None, published: bool | None) -> Select[Any]:
-    if author_id is not None:
-        stmt = stmt.where(posts.c.author_id == author_id)
-    if published is not None:
-        stmt = stmt.where(posts.c.published == published)
-    return stmt
+EXPORTED = select(*POST_COLUMNS)
 
 
 @cache
-def _list_statement(by_author: bool, by_published: bool, after: bool) -> Select[Any]:
-    """The list query of one combination of filters and cursor, built once with the values
-    as parameters (`_list_page`): an uncached page is the most common miss."""
-    stmt = WITH_AUTHOR
+def _page_statement(
+    base: Select[Any], by_author: bool, by_published: bool, after: bool
+) -> Select[Any]:
+    """A page of ``base`` for one combination of filters and cursor, built once with the
+    values as parameters (`_page`): an uncached list page is the most common miss."""
+    stmt = base
     if by_author:
         stmt = stmt.where(posts.c.author_id == bindparam("author_id"))
     if by_published:
@@ -106,11 +102,13 @@ def _list_statement(by_author: bool, by_published: bool, after: bool) -> Select[
     return keyset_statement(stmt, posts.c.created_at, posts.c.id, after=after)
 
 
-def _list_page(
-    author_id: int | None, published: bool | None, page: PageParams
+def _page(
+    base: Select[Any], author_id: int | None, published: bool | None, page: PageParams
 ) -> tuple[Select[Any], dict[str, Any]]:
-    """The statement of this list page and its parameter values."""
-    stmt = _list_statement(author_id is not None, published is not None, page.after is not None)
+    """The statement of this page of ``base`` and its parameter values."""
+    stmt = _page_statement(
+        base, author_id is not None, published is not None, page.after is not None
+    )
     values = keyset_parameters(page)
     if author_id is not None:
         values["author_id"] = author_id
@@ -122,14 +120,15 @@ def _list_page(
 def list_posts_query(
     author_id: int | None, published: bool | None, page: PageParams
 ) -> Select[Any]:
-    """The page's statement with its values bound, as `list_posts` runs it."""
-    stmt, values = _list_page(author_id, published, page)
+    """The list page's statement with its values bound, as `list_posts` runs it."""
+    stmt, values = _page(WITH_AUTHOR, author_id, published, page)
     return stmt.params(values)
 
 
 def export_query(author_id: int | None, published: bool | None, page: PageParams) -> Select[Any]:
-    stmt = filtered(select(*POST_COLUMNS), author_id, published)
-    return keyset_page(stmt, posts.c.created_at, posts.c.id, page)
+    """An export batch's statement with its values bound, as `export_posts` runs it."""
+    stmt, values = _page(EXPORTED, author_id, published, page)
+    return stmt.params(values)
 
 
 # What cached reads show, as tags.
@@ -196,7 +195,7 @@ async def list_posts(
     engine: AsyncEngine, author_id: int | None, published: bool | None, page: PageParams
 ) -> Cached:
     async with engine.connect() as conn:
-        rows = list(await conn.execute(*_list_page(author_id, published, page)))
+        rows = list(await conn.execute(*_page(WITH_AUTHOR, author_id, published, page)))
     cursor = next_cursor(rows, page.limit)
     tags = _list_tags(author_id, published, first_page=page.after is None)
     tags.update(*(_shown(row) for row in rows))
@@ -261,8 +260,8 @@ async def export_posts(
     """
     after: Keyset | None = None
     while True:
-        query = export_query(author_id, published, PageParams(batch_size, after))
-        rows = [Post.model_validate(row._mapping) for row in await connection.execute(query)]
+        batch = _page(EXPORTED, author_id, published, PageParams(batch_size, after))
+        rows = [Post.model_validate(row._mapping) for row in await connection.execute(*batch)]
         more = len(rows) > batch_size
         del rows[batch_size:]
         if rows:
