@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from ..core.cache import Cached, cached
 from ..core.deps import invalidate_on_commit
 from ..core.errors import NotFound
-from ..core.pagination import PageParams, keyset_page, next_cursor
+from ..core.pagination import PageParams, keyset_page, page_rows
 from ..posts.models import Post
 from ..posts.service import PostNotFound, UnknownUser
 from .models import Comment as CommentRow
@@ -61,15 +61,13 @@ async def list_comments(
     engine: AsyncEngine, post_id: int, is_approved: bool, page: PageParams
 ) -> CommentPage:
     async with engine.connect() as conn:
-        rows = list(await conn.execute(list_comments_query(post_id, is_approved, page)))
+        result = await conn.execute(list_comments_query(post_id, is_approved, page))
+        rows, cursor = page_rows(result, page.limit)
         # An empty first page is the only case where a missing post and a post without
         # comments look alike: only then is the extra lookup worth it.
         if not rows and page.after is None and not await _post_exists(conn, post_id):
             raise PostNotFound(post_id)
-    cursor = next_cursor(rows, page.limit)
-    return CommentPage(
-        items=[Comment.model_validate(row._mapping) for row in rows], next_cursor=cursor
-    )
+    return CommentPage.model_validate({"items": rows, "next_cursor": cursor})
 
 
 async def list_approved_comments(engine: AsyncEngine, post_id: int, page: PageParams) -> Cached:

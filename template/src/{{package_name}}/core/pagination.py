@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, HTTPException, Query, Request, status
-from sqlalchemy import ColumnElement, Integer, Select, bindparam, or_
+from sqlalchemy import ColumnElement, Integer, Result, Select, bindparam, or_
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,7 @@ def keyset_page(
     page: PageParams,
 ) -> Select[Any]:
     """Newest first, after the page's cursor, with one row more than asked: the extra row
-    tells whether a next page exists without a COUNT (`next_cursor` drops it).
+    tells whether a next page exists without a COUNT (`page_rows` drops it).
 
     A new statement per call; a list read often builds `keyset_statement` once instead.
     """
@@ -122,10 +122,17 @@ def keyset_parameters(page: PageParams) -> dict[str, Any]:
     return values
 
 
-def next_cursor(rows: list[Any], limit: int) -> str | None:
-    """Drop the look-ahead row; the cursor points at the last row returned."""
+def page_rows(result: Result[Any], limit: int) -> tuple[list[dict[str, Any]], str | None]:
+    """A page's rows, less the look-ahead row, and the next page's cursor (None on the last).
+
+    The rows are dicts by column name, for the page's response model to validate in one call
+    (``Page.model_validate({"items": rows, ...})``): SQLAlchemy's ``row._mapping`` looks up
+    each value in Python, while zipping the column names with a row's values costs a
+    fraction of that, and Pydantic reads plain dicts in its compiled core.
+    """
+    keys = tuple(result.keys())
+    rows = [dict(zip(keys, row, strict=True)) for row in result]
     if len(rows) <= limit:
-        return None
+        return rows, None
     del rows[limit:]
-    last = rows[-1]
-    return encode_cursor(last.created_at, last.id)
+    return rows, encode_cursor(rows[-1]["created_at"], rows[-1]["id"])

@@ -16,11 +16,11 @@ them are dropped. List pages are the subtle part:
 - a post that changes or goes away is dropped from the pages holding it by its own tag.
 """
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, delete, func, insert, select, true, update
+from sqlalchemy import Select, bindparam, delete, func, insert, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -33,12 +33,12 @@ from ..core.pagination import (
     PageParams,
     keyset_parameters,
     keyset_statement,
-    next_cursor,
+    page_rows,
 )
 from ..users.models import User, user_tag
 from .models import Post as PostRow
 from .models import authored_posts_tag, post_tag
-from .schemas import Author, Post, PostCreate, PostPage, PostUpdate, PostWithAuthor
+from .schemas import Post, PostCreate, PostPage, PostUpdate, PostWithAuthor
 
 posts = PostRow.__table__
 users = User.__table__
@@ -134,9 +134,10 @@ def export_query(author_id: int | None, published: bool | None, page: PageParams
 # What cached reads show, as tags.
 
 
-def _shown(row: Row[Any]) -> set[str]:
+def _shown(row: Mapping[str, Any]) -> set[str]:
     """A post as reads show it: its fields, its author's name, its approved-comment count."""
-    return {post_tag(row.id), user_tag(row.author_id), comment_count_tag(row.id)}
+    post_id = row["id"]
+    return {post_tag(post_id), user_tag(row["author_id"]), comment_count_tag(post_id)}
 
 
 def _first_page_tag(author_id: int | None, published: bool | None) -> str:
@@ -177,10 +178,11 @@ def _published_flip_tags(author_id: int, published: bool) -> set[str]:
 # Reads.
 
 
-def _post_with_author(row: Row[Any]) -> PostWithAuthor:
-    return PostWithAuthor.model_validate(
-        {**row._mapping, "author": Author(id=row.author_id, name=row.author_name)}
-    )
+def _with_author(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A post row in the shape of `PostWithAuthor`: the author's id and name as one object."""
+    post = dict(row)
+    post["author"] = {"id": post["author_id"], "name": post.pop("author_name")}
+    return post
 
 
 async def get_post(engine: AsyncEngine, post_id: int) -> Cached:
@@ -188,19 +190,19 @@ async def get_post(engine: AsyncEngine, post_id: int) -> Cached:
         row = (await conn.execute(POST_BY_ID, {"post_id": post_id})).first()
     if row is None:
         raise PostNotFound(post_id)
-    return cached(_post_with_author(row), _shown(row))
+    return cached(PostWithAuthor.model_validate(_with_author(row._mapping)), _shown(row._mapping))
 
 
 async def list_posts(
     engine: AsyncEngine, author_id: int | None, published: bool | None, page: PageParams
 ) -> Cached:
     async with engine.connect() as conn:
-        rows = list(await conn.execute(*_page(WITH_AUTHOR, author_id, published, page)))
-    cursor = next_cursor(rows, page.limit)
+        result = await conn.execute(*_page(WITH_AUTHOR, author_id, published, page))
+        rows, cursor = page_rows(result, page.limit)
     tags = _list_tags(author_id, published, first_page=page.after is None)
     tags.update(*(_shown(row) for row in rows))
-    items = [_post_with_author(row) for row in rows]
-    return cached(PostPage(items=items, next_cursor=cursor), tags)
+    items = [_with_author(row) for row in rows]
+    return cached(PostPage.model_validate({"items": items, "next_cursor": cursor}), tags)
 
 
 # Writes: each declares what it changes; the session invalidates it after the commit.
