@@ -5,16 +5,12 @@ database at once (a cache-miss storm). Here the first caller starts the load as 
 every caller, the first included, awaits that same task, so they all get its result the
 moment it exists: there is no fixed waiting window to tune.
 
-{% if python_version == "3.11" -%}
-The task starts at the event loop's next turn. From Python 3.12 on it can start eagerly,
-in the first caller's turn, which saves a cache miss that turn of a loaded loop: raise
-``python_version`` and update the project to have that.
-{%- else -%}
-The task starts eagerly: it runs at once, in the first caller's turn, up to its first real
-wait. A task started the ordinary way would first wait for a turn of the event loop, and
-under load a turn waits for every other request that is ready. A load that never waits
-(SQLite, which runs on the loop's own thread) is then done before ``do`` returns.
-{%- endif %}
+On Python 3.12 and later the task starts eagerly: it runs at once, in the first caller's
+turn, up to its first real wait. A task started the ordinary way (all 3.11 offers) first
+waits for a turn of the event loop, and under load a turn waits for every other request
+that is ready. A load that never waits (SQLite, which runs on the loop's own thread) is then
+done before ``do`` returns. The interpreter decides, not the project's minimum version: a
+project kept installable on 3.11 still gets eager starts where it runs on a later Python.
 
 Why ``asyncio.shield``: a caller whose request is cancelled (client gone, timeout) must not
 cancel the load the others are waiting for. Each caller awaits a shield around the shared
@@ -32,6 +28,8 @@ from collections.abc import Callable, Coroutine, Hashable
 from typing import Any
 
 Loader = Callable[[], Coroutine[Any, Any, Any]]
+# Eager tasks came with Python 3.12, and `asyncio.eager_task_factory` with them.
+EAGER_START = hasattr(asyncio, "eager_task_factory")
 
 
 class SingleFlight:
@@ -79,8 +77,6 @@ class SingleFlight:
 
 
 def _start(load: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-{%- if python_version == "3.11" %}
+    if EAGER_START:
+        return asyncio.Task(load, loop=asyncio.get_running_loop(), eager_start=True)
     return asyncio.ensure_future(load)
-{%- else %}
-    return asyncio.Task(load, loop=asyncio.get_running_loop(), eager_start=True)
-{%- endif %}
