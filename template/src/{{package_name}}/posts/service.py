@@ -31,6 +31,7 @@ from ..core.errors import InvalidReference, NotFound
 from ..core.pagination import (
     Keyset,
     PageParams,
+    decode_cursor,
     keyset_parameters,
     keyset_statement,
     page_rows,
@@ -263,11 +264,9 @@ async def export_posts(
     after: Keyset | None = None
     while True:
         batch = _page(EXPORTED, author_id, published, PageParams(batch_size, after))
-        rows = [Post.model_validate(row._mapping) for row in await connection.execute(*batch)]
-        more = len(rows) > batch_size
-        del rows[batch_size:]
+        rows, cursor = page_rows(await connection.execute(*batch), batch_size)
         if rows:
-            yield b"".join(encode(post) + b"\n" for post in rows)
-        if not more:
+            yield b"".join(encode(Post.model_validate(row)) + b"\n" for row in rows)
+        if cursor is None:
             return
-        after = Keyset(rows[-1].created_at, rows[-1].id)
+        after = decode_cursor(cursor)
