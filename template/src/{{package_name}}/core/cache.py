@@ -312,7 +312,8 @@ class L2Read:
     """What an L2 lookup found: the value (None on a miss) and its remaining TTL in seconds.
 
     ``fence`` marks when the lookup happened. A ``set`` given it is dropped if any instance
-    invalidated anything since: a value loaded after a miss may predate that invalidation.
+    invalidated one of the value's tags since: a value loaded after a miss may predate that
+    invalidation.
     """
 
     value: Cached | None
