@@ -235,9 +235,8 @@ def worker_processes(server: Server) -> list[int]:
 def test_workers_setting_runs_that_many_workers(
     serving: Project, tmp_path: Path, server_name: str, workers: int
 ) -> None:
-    # Migrated once beforehand: several workers must not each migrate the file at start.
-    serving.uv("alembic", "upgrade", "head", env=sqlite_env(tmp_path))
-    env = sqlite_env(tmp_path, SERVER=server_name, WORKERS=str(workers), MIGRATE_ON_START="false")
+    # A fresh database: the command migrates it once, before the workers start.
+    env = sqlite_env(tmp_path, SERVER=server_name, WORKERS=str(workers), MIGRATE_ON_START="true")
     with serve(serving, uv_run("serving"), env=env) as server:
         # A server may answer from its first worker while the others still start.
         deadline = time.monotonic() + 20
@@ -245,6 +244,16 @@ def test_workers_setting_runs_that_many_workers(
             time.sleep(0.2)
         assert len(found) == workers
         assert all(server.get("/api/posts").status == 200 for _ in range(workers * 4))
+
+
+def test_a_failed_migration_at_start_stops_the_command_before_any_worker(
+    serving: Project, tmp_path: Path
+) -> None:
+    env = {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/missing/dir/app.db"}
+    result = serving.run(*uv_run("serving"), env={**env, "MIGRATE_ON_START": "true"}, check=False)
+    assert result.returncode == 1
+    assert "refusing to start: the migrations failed" in result.stderr
+    assert "unable to open database file" in result.stderr
 
 
 def test_server_benchmark_prints_every_server_without_errors(serving: Project) -> None:

@@ -1,8 +1,10 @@
-"""Apply the Alembic migrations from inside the application (``MIGRATE_ON_START``).
+"""Apply the Alembic migrations when the service starts (``MIGRATE_ON_START``).
 
-Convenient for the embedded SQLite default, where the service is the only client. With
-several workers or instances, run ``alembic upgrade head`` once as a deploy step instead:
-concurrent upgrades would race each other.
+Convenient for the embedded SQLite default, where the service is the only client. The
+serve command runs ``python -m`` this module once, before its workers start, and the
+workers skip it; an app started another way (``uvicorn --factory``) migrates in its
+lifespan. With several instances, run ``alembic upgrade head`` once as a deploy step
+instead: concurrent upgrades would race each other.
 """
 
 from importlib.resources import files
@@ -31,3 +33,12 @@ async def upgrade_database(engine: AsyncEngine, revision: str = "head") -> None:
     async with engine.connect() as connection:
         await connection.run_sync(_upgrade, revision)
         await connection.commit()
+
+
+def main() -> None:
+    """Upgrade the database of the settings to the latest revision."""
+    command.upgrade(alembic_config(), "head")
+
+
+if __name__ == "__main__":
+    main()

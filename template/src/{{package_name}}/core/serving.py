@@ -25,6 +25,9 @@ with the ``servers`` extra (``uv sync --extra servers``).
 
 import asyncio
 import importlib.util
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -52,6 +55,8 @@ def serve(settings: Settings) -> None:
         asyncio.run(_check_connection_budget(settings))
     except ConnectionBudgetError as error:
         raise SystemExit(f"refusing to start: {error}") from None
+    if settings.migrate_on_start:
+        _migrate_before_the_workers()
     run(settings)
 
 
@@ -68,6 +73,17 @@ async def _check_connection_budget(settings: Settings) -> None:
         await check_connection_budget(engine, settings)
     finally:
         await engine.dispose()
+
+
+def _migrate_before_the_workers() -> None:
+    """Apply the migrations once, in a process of their own, and turn them off for the
+    workers: several workers never race to migrate, and none of them loads Alembic (with
+    Mako and Pygments, a sizeable share of a worker's memory). Not in this process, which
+    the servers fork their workers from: what it imports, every worker would hold."""
+    migrate = subprocess.run([sys.executable, "-m", f"{PACKAGE}.core.migrate"], check=False)
+    if migrate.returncode != 0:
+        raise SystemExit("refusing to start: the migrations failed (output above)")
+    os.environ["MIGRATE_ON_START"] = "false"
 
 
 def serve_uvicorn(settings: Settings) -> None:
