@@ -103,6 +103,21 @@ def test_a_project_without_the_shared_field_types_is_told_to_update(
     assert snapshot(project) == before
 
 
+def test_a_project_without_the_read_engine_is_told_to_update(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    """Scaffolded routers read through ``Database.reads``; a project generated before it
+    existed is refused the same way."""
+    project = render(template_repo, tmp_path / "shop", {"project_name": "Shop"})
+    db = project / "src/shop/core/db.py"
+    db.write_text(db.read_text().replace("    reads: AsyncEngine\n", ""))
+    before = snapshot(project)
+    result = add(project, *PRODUCTS)
+    assert result.returncode == 1
+    assert "no src/shop/core/db.py with `reads: AsyncEngine`); run" in result.stderr
+    assert snapshot(project) == before
+
+
 def test_an_existing_resource_is_refused(template_repo: Path, tmp_path: Path) -> None:
     project = render(template_repo, tmp_path / "shop", {"project_name": "Shop"})
     assert add(project, *PRODUCTS).returncode == 0

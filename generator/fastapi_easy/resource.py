@@ -407,9 +407,19 @@ class Project:
             if answers_file.is_file():
                 answers = yaml.safe_load(answers_file.read_text(encoding="utf-8")) or {}
                 package = answers.get("package_name")
-                # A scaffolded resource registers in domains.py and imports core/fields.py.
-                needed = [f"src/{package}/domains.py", f"src/{package}/core/fields.py"]
-                missing = [path for path in needed if not (folder / path).is_file()]
+                # A scaffolded resource registers in domains.py, imports core/fields.py and
+                # reads through `Database.reads` (core/db.py): what each file must hold.
+                needed = {
+                    f"src/{package}/domains.py": "",
+                    f"src/{package}/core/fields.py": "",
+                    f"src/{package}/core/db.py": "    reads: AsyncEngine",
+                }
+                missing = [
+                    f"{path} with `{marker.strip()}`" if marker else path
+                    for path, marker in needed.items()
+                    if not (folder / path).is_file()
+                    or marker not in (folder / path).read_text(encoding="utf-8")
+                ]
                 if package and not missing:
                     return cls(folder, package, answers)
                 raise ResourceError(

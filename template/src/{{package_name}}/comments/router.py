@@ -30,10 +30,10 @@ async def list_comments(
     The approved comments are what readers see, and are cached; the queue is read fresh.
     """
     if not is_approved:
-        return await service.list_comments(database.engine, post_id, False, page)
+        return await service.list_comments(database.reads, post_id, False, page)
     read = await cache.get_or_load(
         f"post:{post_id}:comments?{page}",
-        lambda: service.list_approved_comments(database.engine, post_id, page),
+        lambda: service.list_approved_comments(database.reads, post_id, page),
     )
     return cached_response(request, read)
 
@@ -50,7 +50,7 @@ async def create_comment(session: SessionDep, post_id: Id, data: CommentCreate) 
 
 @router.get("/comments/{comment_id}", responses=NOT_FOUND)
 async def get_comment(database: DatabaseDep, comment_id: Id) -> Comment:
-    return await service.get_comment(database.engine, comment_id)
+    return await service.get_comment(database.reads, comment_id)
 
 
 @router.put("/comments/{comment_id}", responses=NOT_FOUND)

@@ -116,6 +116,8 @@ def _connect_on_loop(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> An
 @dataclass(frozen=True, slots=True)
 class Database:
     engine: AsyncEngine
+    # Reads of one statement (each cached read's query): see `create_engines`.
+    reads: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     # SQLite only: the writers of this process take turns here (see `transaction`).
     write_lock: asyncio.Lock | None = field(default=None)
@@ -204,8 +206,30 @@ def driver_errors(settings: Settings) -> tuple[type[Exception], ...]:
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
-    """The engine, with ``hide_parameters``: statement values stay out of error messages and
-    logs, for they are user data (password hashes among them); the statement is still shown."""
+    """The engine, for commands and scripts: transactions as usual."""
+    engine, _ = create_engines(settings)
+    return engine
+
+
+def create_engines(settings: Settings) -> tuple[AsyncEngine, AsyncEngine]:
+    """The engine, and the engine for reads of one statement, on one pool.
+
+    Both set ``hide_parameters``: statement values stay out of error messages and logs, for
+    they are user data (password hashes among them); the statement is still shown.
+
+    Straight to PostgreSQL, reads run outside a transaction. One SELECT sees one consistent
+    snapshot with or without a transaction around it, but the transaction costs round
+    trips: ``BEGIN`` before the query and ``ROLLBACK`` when the connection is returned, and
+    SQLAlchemy's asyncpg dialect wraps the pool's pre-ping in one as well, so a cached
+    read's miss waited for six answers from the server instead of two. Under load each
+    answer waits a turn of the event loop behind every other ready request, and the
+    connection stays out of the pool meanwhile. So the pool's connections rest in
+    autocommit (the pre-ping is then one round trip) and reads keep it, while the engine
+    sets PostgreSQL's default level on each connection it takes, which asyncpg does without
+    a round trip. Through PgBouncer in transaction pooling mode a statement outside a
+    transaction may be prepared on one server connection and run on another, so there
+    reads keep their transaction; SQLite reads need neither.
+    """
     if settings.is_sqlite:
         engine = create_async_engine(
             settings.database_url, echo=settings.db_echo, hide_parameters=True
@@ -213,8 +237,9 @@ def create_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "do_connect", _connect_on_loop)
         busy_timeout_ms = round(settings.db_busy_timeout_seconds * 1000)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(busy_timeout_ms))
-        return LoopEngine(engine.sync_engine)
-    return create_async_engine(
+        engine = LoopEngine(engine.sync_engine)
+        return engine, engine
+    pool = create_async_engine(
         settings.database_url,
         echo=settings.db_echo,
         hide_parameters=True,
@@ -224,7 +249,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_recycle=settings.db_pool_recycle,
         pool_pre_ping=settings.db_pool_pre_ping,
         connect_args=postgresql_connect_args(settings),
+        isolation_level=None if settings.db_pgbouncer else "AUTOCOMMIT",
     )
+    if settings.db_pgbouncer:
+        return pool, pool
+    return pool.execution_options(isolation_level="READ COMMITTED"), pool
 
 
 def postgresql_connect_args(settings: Settings) -> dict[str, Any]:
@@ -327,13 +356,15 @@ async def check_connection_budget(engine: AsyncEngine, settings: Settings) -> No
 
 @asynccontextmanager
 async def open_database(settings: Settings) -> AsyncIterator[Database]:
-    engine = create_engine(settings)
+    engine, reads = create_engines(settings)
     try:
         await check_connection_budget(engine, settings)
         if settings.is_sqlite:
             sessionmaker = async_sessionmaker(engine, class_=LoopSession, expire_on_commit=False)
-            yield Database(engine, sessionmaker, asyncio.Lock(), settings.db_busy_timeout_seconds)
+            yield Database(
+                engine, reads, sessionmaker, asyncio.Lock(), settings.db_busy_timeout_seconds
+            )
         else:
-            yield Database(engine, async_sessionmaker(engine, expire_on_commit=False))
+            yield Database(engine, reads, async_sessionmaker(engine, expire_on_commit=False))
     finally:
         await engine.dispose()

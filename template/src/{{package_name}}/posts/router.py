@@ -36,7 +36,7 @@ async def list_posts(
     """Newest first, each with its author and approved-comment count, in one query."""
     read = await cache.get_or_load(
         f"posts?author_id={author_id}&published={published}&{page}",
-        lambda: service.list_posts(database.engine, author_id, published, page),
+        lambda: service.list_posts(database.reads, author_id, published, page),
     )
     return cached_response(request, read)
 
@@ -67,7 +67,7 @@ async def export_posts(
     """
 
     async def body() -> AsyncIterator[bytes]:
-        async with database.engine.connect() as connection:
+        async with database.reads.connect() as connection:
             async for chunk in service.export_posts(connection, author_id, published):
                 yield chunk
 
@@ -79,7 +79,7 @@ async def get_post(
     request: Request, database: DatabaseDep, cache: CacheDep, post_id: Id
 ) -> Response:
     read = await cache.get_or_load(
-        f"post:{post_id}", lambda: service.get_post(database.engine, post_id)
+        f"post:{post_id}", lambda: service.get_post(database.reads, post_id)
     )
     return cached_response(request, read)
 

@@ -135,7 +135,7 @@ class Authenticator:
         row = None
         # No account's e-mail holds U+0000, and PostgreSQL refuses to compare text with it.
         if "\x00" not in email:
-            async with self.database.engine.connect() as conn:
+            async with self.database.reads.connect() as conn:
                 row = (await conn.execute(GET_LOGIN, {"email": email.strip().lower()})).first()
         if row is None:
             await self.passwords.verify(self._dummy_hash, password)
@@ -158,7 +158,7 @@ class Authenticator:
         """Replace the password and revoke every token issued before; a fresh token for the
         caller, so changing the password does not log them out too. 403 for a wrong current
         password."""
-        async with self.database.engine.connect() as conn:
+        async with self.database.reads.connect() as conn:
             row = (await conn.execute(GET_CREDENTIAL, {"user_id": user_id})).first()
         if row is None or not await self.passwords.verify(row.password_hash, current):
             raise Forbidden("The current password is incorrect.")
@@ -198,7 +198,7 @@ class Authenticator:
         # A verification that read the user before a revocation (from this process or
         # another instance) or a flush, and finishes after it, must not cache what it read.
         with self.cache.fenced() as fence:
-            async with self.database.engine.connect() as conn:
+            async with self.database.reads.connect() as conn:
                 values = {"user_id": claims.user_id, "version": claims.version}
                 row = (await conn.execute(GET_TOKEN_USER, values)).first()
         if row is None:
