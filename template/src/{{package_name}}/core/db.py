@@ -225,8 +225,8 @@ def create_engines(settings: Settings) -> tuple[AsyncEngine, AsyncEngine]:
     answer waits a turn of the event loop behind every other ready request, and the
     connection stays out of the pool meanwhile. So the pool's connections rest in
     autocommit (the pre-ping is then one round trip) and reads keep it, while the engine
-    sets PostgreSQL's default level on each connection it takes, which asyncpg does without
-    a round trip. Through PgBouncer in transaction pooling mode a statement outside a
+    sets READ COMMITTED (PostgreSQL's own default) on each connection it takes, which
+    asyncpg does without a round trip. Through PgBouncer in transaction pooling mode a statement outside a
     transaction may be prepared on one server connection and run on another, so there
     reads keep their transaction; SQLite reads need neither.
     """
