@@ -226,9 +226,9 @@ def create_engines(settings: Settings) -> tuple[AsyncEngine, AsyncEngine]:
     connection stays out of the pool meanwhile. So the pool's connections rest in
     autocommit (the pre-ping is then one round trip) and reads keep it, while the engine
     sets READ COMMITTED (PostgreSQL's own default) on each connection it takes, which
-    asyncpg does without a round trip. Through PgBouncer in transaction pooling mode a statement outside a
-    transaction may be prepared on one server connection and run on another, so there
-    reads keep their transaction; SQLite reads need neither.
+    asyncpg does without a round trip. Through PgBouncer in transaction pooling mode a
+    statement outside a transaction may be prepared on one server connection and run on
+    another, so there reads keep their transaction; SQLite reads need neither.
     """
     if settings.is_sqlite:
         engine = create_async_engine(
