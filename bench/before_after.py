@@ -71,7 +71,7 @@ def serve_raw(project: Project, body: bytes, folder: Path) -> AbstractContextMan
     (folder / "body.json").write_bytes(body)
     command = [
         python, "-m", "granian", "--interface", "asgi", "--factory", "--working-dir", str(folder),
-        "--port", "{port}", "--workers", "1", "--loop", "uvloop", "--no-access-log",
+        "--port", "{port}", "--workers", "1", "--loop", "uvloop", "--http", "1", "--no-access-log",
         "--log-level", "warning", "raw_asgi:create_app",
     ]  # fmt: skip
     return serve(project, pinned(0, command), env={"RAW_BODY_FILE": str(folder / "body.json")})

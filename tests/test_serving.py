@@ -246,6 +246,19 @@ def test_workers_setting_runs_that_many_workers(
         assert all(server.get("/api/posts").status == 200 for _ in range(workers * 4))
 
 
+def test_granian_speaks_http_1_1_only_like_the_other_servers(
+    serving: Project, tmp_path: Path
+) -> None:
+    """The HTTP/2 connection preface gets no HTTP/2 SETTINGS frame back (granian's default
+    would answer one): the connection is closed, and HTTP/1.1 requests are served."""
+    with serve(serving, uv_run("serving"), env=sqlite_env(tmp_path, SERVER="granian")) as server:
+        with socket.create_connection(("127.0.0.1", port_of(server)), timeout=10) as sock:
+            sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            reply = sock.recv(64)
+        assert reply[3:4] != b"\x04", f"an HTTP/2 SETTINGS frame: {reply!r}"
+        assert server.get("/healthz").status == 200
+
+
 def test_a_failed_migration_at_start_stops_the_command_before_any_worker(
     serving: Project, tmp_path: Path
 ) -> None:

@@ -49,12 +49,13 @@ def start_server(
     extra: Sequence[str] = (),
     backlog: int = BACKLOG,
 ) -> subprocess.Popen[bytes]:
-    """One granian worker (uvloop, no access log) serving the ``module:factory`` ``app``
-    from this folder, ``backlog`` connections at once; returns once it answers requests."""
+    """One granian worker (uvloop, HTTP/1.1 as the project's command, no access log) serving the
+    ``module:factory`` ``app`` from this folder, ``backlog`` connections at once; returns once
+    it answers requests."""
     command = [
         sys.executable, "-m", "granian", "--interface", "asgi", "--factory",
         "--working-dir", str(BENCH_DIR), "--port", str(port), "--workers", "1",
-        "--backlog", str(backlog), "--loop", "uvloop", "--no-access-log",
+        "--backlog", str(backlog), "--loop", "uvloop", "--http", "1", "--no-access-log",
         "--log-level", "warning", *extra, app,
     ]  # fmt: skip
     server = subprocess.Popen(pinned(command, 0), stderr=log or subprocess.DEVNULL)
