@@ -10,8 +10,8 @@ Whichever runs it, the service behaves the same, from the settings:
 - no access log from the server: the application logs a sample (``core/http.py``), where a
   line per request would cost a large share of the throughput;
 - HTTP/1.1: uvicorn and gunicorn's worker speak nothing else, and granian, which would also
-  speak cleartext HTTP/2, keeps per-connection state for it that took about 12 MB more of a
-  worker's memory at 2,000 open connections; TLS and HTTP/2 belong to the proxy in front;
+  speak cleartext HTTP/2, keeps state per connection for it, a worker's memory that grows
+  with every open connection (``bench/README.md``); TLS and HTTP/2 belong to the proxy;
 - ``X-Forwarded-For`` and ``X-Forwarded-Proto`` applied from the peers in
   ``FORWARDED_ALLOW_IPS`` only, so that behind a proxy the client address the rate limiter
   and the access log see is the client's, not the proxy's;
