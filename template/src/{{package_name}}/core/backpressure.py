@@ -1,10 +1,23 @@
-"""Backpressure: a worker that has enough requests in flight answers new ones 503 at once.
+"""Backpressure: a worker works on a bounded number of requests at once, lets the next ones
+wait their turn in arrival order, and answers 503 at once past a bound on the queue.
 
-Without a limit, a worker past its capacity keeps accepting: every request waits behind
-all the others, the latency of all of them grows with the queue, and clients time out on
-requests the server still finishes for nobody. With one, the requests past
-``MAX_CONCURRENT_REQUESTS`` get a 503 problem with ``Retry-After`` in microseconds, the
-ones inside keep their latency, and a load balancer or client retries elsewhere or later.
+One event loop runs every request of a worker, and it takes turns: each turn runs a step of
+every request that is ready. With a thousand requests in the worker, a turn lasts as long
+as a thousand steps, and a request that needs several steps (a cache miss: a connection
+from the pool, the query, the response) waits a whole turn for each of them, while every
+request for the same data waits for that one. At most ``MAX_ACTIVE_REQUESTS`` at once
+keeps turns short: a request waits once, in the queue, then runs its steps in short turns,
+so the slow tail of multi-step requests shrinks while the average stays what the CPU
+allows.
+(``asyncio.Semaphore`` hands out its places in the order they were asked for.)
+
+The price: a request holds its place while it waits on anything, so a service whose
+requests wait long on something outside (another HTTP API) needs a larger
+``MAX_ACTIVE_REQUESTS``, or 0 for no queue.
+
+Past ``MAX_CONCURRENT_REQUESTS`` requests in the worker (working or waiting), new ones get
+a 503 problem with ``Retry-After`` in microseconds: the queue, and with it the latency of
+everyone in it, stops growing, and a load balancer or client retries elsewhere or later.
 
 A pure ASGI layer rather than uvicorn's ``limit_concurrency``: that option counts open
 connections (an idle keep-alive connection takes a place as surely as a busy one, so a
@@ -14,6 +27,7 @@ application is working on, answers with the same problem details as every other 
 and behaves the same under every server `core/serving.py` can run.
 """
 
+import asyncio
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -24,26 +38,30 @@ RETRY_AFTER_SECONDS = "1"
 
 
 class ConcurrencyLimitMiddleware:
-    """Serve at most ``limit`` HTTP requests at once; answer the others 503 + Retry-After.
+    """Work on at most ``active`` HTTP requests at once, the next ones waiting in arrival
+    order; answer 503 + Retry-After past ``limit`` requests in all. 0 turns either off.
 
-    Paths in ``exempt`` are never refused nor counted: the health probes must keep
+    Paths in ``exempt`` are never refused, queued nor counted: the health probes must keep
     answering under load (an orchestrator would otherwise restart a busy but healthy
     worker), and so must the metrics that show the overload. The count is a plain integer:
     one event loop runs every request of a worker, so nothing else can change it between a
     check and an increment.
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int, exempt: Iterable[str] = ()) -> None:
+    def __init__(
+        self, app: ASGIApp, *, limit: int, active: int = 0, exempt: Iterable[str] = ()
+    ) -> None:
         self.app = app
         self.limit = limit
         self.exempt = frozenset(exempt)
         self.in_flight = 0
+        self.turns = asyncio.Semaphore(active) if active else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
+        if self.limit and self.in_flight >= self.limit:
             response = problem_response(
                 503,
                 "The service is at capacity; retry shortly.",
@@ -54,6 +72,10 @@ class ConcurrencyLimitMiddleware:
             return
         self.in_flight += 1
         try:
-            await self.app(scope, receive, send)
+            if self.turns is None:
+                await self.app(scope, receive, send)
+            else:
+                async with self.turns:
+                    await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1

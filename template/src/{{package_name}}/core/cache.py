@@ -334,21 +334,43 @@ class SecondLevel(Protocol):
 
 
 class Fence:
-    """Collects the tags invalidated while a value is computed.
+    """Collects the tags invalidated while a value is computed, and when.
 
     A value computed across an invalidation of one of its own tags may show the data from
     before the change; storing it would bring the old state back, so it is not stored.
     Unrelated invalidations do not spoil it.
+
+    Invalidations are numbered (``Cache.generation``), so a request that waited for the
+    value can tell whether the change came before it arrived (it must not get the value)
+    or while it was waiting (it may: it ran concurrently with the write).
     """
 
-    __slots__ = ("flushed", "invalidated")
+    __slots__ = ("flushed_at", "invalidated")
 
     def __init__(self) -> None:
-        self.invalidated: set[str] = set()
-        self.flushed = False
+        # tag -> the number of its first invalidation since the fence opened
+        self.invalidated: dict[str, int] = {}
+        self.flushed_at: int | None = None
 
     def spoils(self, tags: frozenset[str]) -> bool:
-        return self.flushed or not self.invalidated.isdisjoint(tags)
+        return self.spoiled_at(tags) is not None
+
+    def spoiled_at(self, tags: frozenset[str]) -> int | None:
+        """The number of the first invalidation that spoils a value with ``tags``, if any."""
+        if not self.invalidated and self.flushed_at is None:
+            return None
+        numbers = [self.invalidated[tag] for tag in tags if tag in self.invalidated]
+        if self.flushed_at is not None:
+            numbers.append(self.flushed_at)
+        return min(numbers, default=None)
+
+    def invalidate(self, tags: Iterable[str], number: int) -> None:
+        for tag in tags:
+            self.invalidated.setdefault(tag, number)
+
+    def flush(self, number: int) -> None:
+        if self.flushed_at is None:
+            self.flushed_at = number
 
 
 class Cache:
@@ -384,6 +406,8 @@ class Cache:
         # Set by the L2 while other instances' invalidations cannot arrive: L1 entries
         # then live at most this long.
         self.degraded_ttl: float | None = None
+        # How many invalidations and flushes this process has applied: their numbers.
+        self.generation = 0
         self._flights = SingleFlight()
         self._fences: set[Fence] = set()
         self._attached: list[MemoryCache] = []
@@ -491,6 +515,7 @@ class Cache:
         """Apply an invalidation to this process only (also called for other instances')."""
         tags = frozenset(tags)
         self.stats.invalidations += 1
+        self.generation += 1
         for tag in tags:
             for key in self.l1.delete_tag(tag):
                 self.ttl.record_write(key)
@@ -498,19 +523,20 @@ class Cache:
             for memory in self._attached:
                 memory.delete_tag(tag)
         for fence in self._fences:
-            fence.invalidated |= tags
+            fence.invalidate(tags, self.generation)
         # A load already running may return the old state: later callers start their own.
         self._flights.forget_all()
 
     def flush_local(self) -> None:
         """Forget everything held in this process: used when invalidations may have been lost."""
         self.stats.flushes += 1
+        self.generation += 1
         self.l1.clear()
         self.responses.clear()
         for memory in self._attached:
             memory.clear()
         for fence in self._fences:
-            fence.flushed = True
+            fence.flush(self.generation)
         self._flights.forget_all()
 
     async def _fill(

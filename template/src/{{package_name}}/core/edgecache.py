@@ -22,15 +22,19 @@ every instance. A response computed while one of its tags was invalidated is not
 (a ``Fence``), so a read racing a write cannot store the old state.
 
 Concurrent misses on one key: the first runs the application and the others wait for the
-response it stores, then send it as a hit. Without that, every request for a hot post that
-arrives while its response is being recomputed (after a write invalidated it) pays for
-routing, the handler and compression, though the data cache below loads it only once.
+response it computes, then send it as a hit. Without that, every request for a hot post
+that arrives while its response is being recomputed (after a write invalidated it) pays
+for routing, the handler and compression, though the data cache below loads it only once.
 (Not ``SingleFlight``: the load here is the first request itself, run with its own
-``receive`` and ``send``, not a task the others could await.) A fill that stores nothing
-releases its waiters and they run the application themselves: a response spoiled by a
-write, so they read the new state; or one that is never stored (no tags, not cacheable,
-too large), whose key is then remembered for a while so that its requests stop waiting for
-each other.
+``receive`` and ``send``, not a task the others could await.) A response spoiled by a
+write is not stored, but the requests that were already waiting when the write's
+invalidation arrived still get it: they ran concurrently with the write, as a request that
+hit the cache a moment earlier did. Those that came after it run the application
+themselves, and the data cache below loads the new state once for them. (Waiting for a
+new fill instead can keep them waiting fill after fill while writes keep spoiling a hot
+page.) A response that is never stored (no tags, not cacheable, too large) releases its
+waiters to run the application themselves too, and its key is remembered for a while so
+that its requests stop waiting for each other.
 """
 
 import asyncio
@@ -61,6 +65,14 @@ class StoredResponse:
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes
     etag: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Filled:
+    """What a fill computed, and the number of the first invalidation that spoiled it."""
+
+    response: StoredResponse
+    spoiled_at: int | None
 
 
 def strong_etag(body: bytes) -> bytes:
@@ -109,8 +121,8 @@ class EdgeCache:
         self.app = app
         self.ttl = ttl
         self.max_body = max_body
-        # key -> the response its running fill stores (None: it stores none).
-        self._fills: dict[str, asyncio.Future[StoredResponse | None]] = {}
+        # key -> what its running fill computes (None: a response that is not stored).
+        self._fills: dict[str, asyncio.Future[Filled | None]] = {}
         self._unstored = MemoryCache(UNSTORED_KEYS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -135,13 +147,15 @@ class EdgeCache:
             await self._fill(cache, key, headers, scope, receive, send)
             return
         cache.stats.coalesced += 1
+        arrived = cache.generation
         # The shield keeps a waiter that is cancelled (client gone) from cancelling the
         # future the other waiters share.
-        stored = await asyncio.shield(fill)
-        if stored is None:
-            await self.app(scope, receive, send)
+        filled = await asyncio.shield(fill)
+        if filled is not None and (filled.spoiled_at is None or filled.spoiled_at > arrived):
+            await self._send_stored(filled.response, headers, "GET", send, b"hit")
         else:
-            await self._send_stored(stored, headers, "GET", send, b"hit")
+            # Not stored, or a write changed the data before this request arrived.
+            await self.app(scope, receive, send)
 
     @staticmethod
     def _key(scope: Scope, headers: dict[bytes, bytes]) -> str:
@@ -183,15 +197,15 @@ class EdgeCache:
         chunks: list[bytes] = []
         size = 0
         passthrough = False
-        fill: asyncio.Future[StoredResponse | None] = asyncio.get_running_loop().create_future()
+        fill: asyncio.Future[Filled | None] = asyncio.get_running_loop().create_future()
         if key not in self._unstored:
             self._fills[key] = fill
 
-        def release(stored: StoredResponse | None) -> None:
+        def release(filled: Filled | None) -> None:
             if not fill.done():
                 if self._fills.get(key) is fill:
                     del self._fills[key]
-                fill.set_result(stored)
+                fill.set_result(filled)
 
         def pass_through() -> None:
             nonlocal passthrough
@@ -220,12 +234,11 @@ class EdgeCache:
                     assert start is not None
                     assert tags is not None
                     stored = self._stored(start, b"".join(chunks))
-                    if fence.spoils(tags):
-                        release(None)
-                    else:
+                    spoiled_at = fence.spoiled_at(tags)
+                    if spoiled_at is None:
                         cache.responses.set(key, stored, cache.ttl.jittered(self.ttl), tags)
                         self._unstored.delete(key)
-                        release(stored)
+                    release(Filled(stored, spoiled_at))
                     await self._send_stored(stored, request_headers, "GET", send, b"miss")
             else:
                 await send(message)
