@@ -2,6 +2,7 @@
 
     uv run python -m bench.before_after                          # the full sweep, 3 runs
     uv run python -m bench.before_after --connections 100,1000 --duration 5 --runs 5
+    uv run python -m bench.before_after --out results            # also .md, .json and .png
 
 Generates (a) the default project and (b) a ``postgresql`` + ``redis`` one from the working
 tree, installs and seeds them, and serves each with its own command (one worker of its
@@ -16,6 +17,10 @@ app sending one post's bytes, the machine's limit.
 A second table is the cached read alone: plain wrk on ``GET /api/posts/1`` of each variant
 at 64 connections, alternating, with each variant's requests/s over the naive app's and
 over the raw ASGI app's (the same load test's raw app, sending that post's bytes).
+
+With ``--out``, the tables go to ``before_after.md`` there as well, the medians to
+``before_after.json``, and a plot of p99 and requests/s against connections per variant to
+``before_after.png`` (matplotlib, in this repository's dev group).
 
 A variant that cannot keep up at a level shows it in that level's row: wrk counts the
 requests still unanswered at its 5 s timeout as errors, and every level starts once the
@@ -108,23 +113,31 @@ def median_level(runs: list[dict[str, float]]) -> dict[str, float]:
     return {figure: statistics.median(run[figure] for run in runs) for figure in FIGURES}
 
 
+def medians(results: dict[str, list[dict]], levels: list[int]) -> dict[str, list[dict]]:
+    """Per variant whose sweeps did not all fail, the median figures of each level."""
+    return {
+        name: [
+            {"connections": connections} | median_level([run["levels"][i] for run in runs])
+            for i, connections in enumerate(levels)
+        ]
+        for name, runs in results.items()
+        if runs
+    }
+
+
 def table(results: dict[str, list[dict]], levels: list[int]) -> str:
     rows = [
         "| connections | variant | avg ms | p50 ms | p95 ms | p99 ms | errors | req/s | x naive |",
         "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    per_variant = medians(results, levels)
     for index, connections in enumerate(levels):
-        medians = {
-            name: median_level([run["levels"][index] for run in runs])
-            for name, runs in results.items()
-            if runs
-        }
-        naive = medians.get("naive", {}).get("rps")
+        naive = per_variant["naive"][index]["rps"] if "naive" in per_variant else None
         for name in results:
-            if name not in medians:
+            if name not in per_variant:
                 rows.append(f"| {connections:,} | {name} | every sweep failed |||||||")
                 continue
-            m = medians[name]
+            m = per_variant[name][index]
             versus = f"{m['rps'] / naive:.1f}" if naive else "-"
             rows.append(
                 f"| {connections:,} | {name} | {m['avg_ms']:.1f} | {m['p50_ms']:.1f} "
@@ -143,6 +156,44 @@ def table(results: dict[str, list[dict]], levels: list[int]) -> str:
     return "\n".join(rows)
 
 
+def plot(per_variant: dict[str, list[dict]], ceiling: float | None, path: Path) -> str:
+    """p99 and requests/s against connections, a line per variant, as a PNG at ``path``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot skipped: matplotlib is not installed (uv sync installs the dev group)"
+    figure, (latency, throughput) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
+    for name, rows in per_variant.items():
+        connections = [row["connections"] for row in rows]
+        latency.plot(connections, [row["p99_ms"] for row in rows], marker="o", label=name)
+        throughput.plot(connections, [row["rps"] for row in rows], marker="o", label=name)
+    if ceiling:
+        throughput.axhline(ceiling, color="grey", linestyle="--", label=RAW)
+    for axes, label in ((latency, "p99 latency (ms)"), (throughput, "requests/s")):
+        axes.set_xscale("log")
+        axes.set_xlabel("concurrent connections")
+        axes.set_ylabel(label)
+        axes.grid(True, alpha=0.3)
+    latency.set_yscale("log")
+    throughput.set_ylim(bottom=0)
+    throughput.legend()
+    figure.suptitle("Mixed load with writes: the generated projects against the naive app")
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return f"plot: {path}"
+
+
+def write_out(folder: Path, report: str, per_variant: dict, ceiling: dict | None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "before_after.md").write_text(report + "\n", encoding="utf-8")
+    data = {"levels": per_variant, "ceiling": ceiling}
+    (folder / "before_after.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    print(plot(per_variant, ceiling["rps"] if ceiling else None, folder / "before_after.png"))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", default="10,50,100,200,500,1000,2000")
@@ -156,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--python", choices=("3.11", "3.12", "3.13"), default=PYTHON, help="the projects' Python"
     )
+    parser.add_argument("--out", type=Path, help="also write the results and a plot here")
     args = parser.parse_args(argv)
     try:
         levels = [int(c) for c in args.connections.split(",")]
@@ -220,17 +272,19 @@ def main(argv: list[str] | None = None) -> None:
             raw = stack.enter_context(serve_raw(default, body, root / "raw"))
             urls[RAW] = raw.base_url
         reads = cached_reads(urls, args.duration, args.runs, root)
-    print(
+    report = (
         f"\none worker each (core 0; the projects' own command, granian; the naive app, "
         f"uvicorn), Python {args.python}, wrk on core 1, {args.writes} writes, median of "
-        f"{args.runs} alternating sweeps of {args.duration}s per level\n"
+        f"{args.runs} alternating sweeps of {args.duration}s per level\n\n"
+        f"{table(results, levels)}\n\n"
+        f"Cached `GET {CACHED_READ}` alone, plain wrk at {CACHED_READ_CONNECTIONS} "
+        f"connections, median of {args.runs} alternating runs of {args.duration}s:\n\n{reads}"
     )
-    print(table(results, levels))
-    print(
-        f"\nCached `GET {CACHED_READ}` alone, plain wrk at {CACHED_READ_CONNECTIONS} "
-        f"connections, median of {args.runs} alternating runs of {args.duration}s:\n"
-    )
-    print(reads)
+    print(report)
+    if args.out:
+        ceilings = [run["ceiling"] for runs in results.values() for run in runs]
+        ceiling = median_level(ceilings) if ceilings else None
+        write_out(args.out, report.strip(), medians(results, levels), ceiling)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """This repository's own benchmark scripts, run end to end at a tiny scale."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,14 +15,16 @@ from .project import REPO_ROOT, Project, render
 pytestmark = pytest.mark.e2e
 
 
-def test_before_after_sweeps_every_variant_and_the_naive_app() -> None:
+def test_before_after_sweeps_every_variant_and_the_naive_app(tmp_path: Path) -> None:
     """bench/before_after.py renders, installs, seeds and serves both projects and the naive
-    app, and prints the medians of alternating sweeps with the raw ASGI ceiling. At 64
-    connections, more than the naive app's thread pool, the naive app is slow but answers:
-    it serves the mix's paths and cursors, and does not deadlock on its connection pool."""
+    app, and prints the medians of alternating sweeps with the raw ASGI ceiling (and writes
+    them, with a plot, to ``--out``). At 64 connections, more than the naive app's thread
+    pool, the naive app is slow but answers: it serves the mix's paths and cursors, and does
+    not deadlock on its connection pool."""
     command = [
         sys.executable, "-m", "bench.before_after", "--connections", "4,64", "--duration", "2",
         "--warmup", "0", "--runs", "2", "--users", "10", "--posts", "60",
+        "--out", str(tmp_path / "out"),
     ]  # fmt: skip
     result = subprocess.run(
         command,
@@ -65,6 +68,14 @@ def test_before_after_sweeps_every_variant_and_the_naive_app() -> None:
     assert float(by_variant["default"][-2]) > 1, "a cached read beats the naive one"
     assert by_variant["raw ASGI app, same bytes"][-1] == "1.00"
     assert float(by_variant["default"][-1]) > 0
+    # --out: the same tables, the medians as JSON and the plot.
+    out = tmp_path / "out"
+    assert markdown_tables((out / "before_after.md").read_text()) == [rows, reads]
+    data = json.loads((out / "before_after.json").read_text())
+    assert list(data["levels"]) == ["default", "postgresql-redis", "naive"]
+    assert [level["connections"] for level in data["levels"]["default"]] == [4, 64]
+    assert data["ceiling"]["rps"] > 0
+    assert (out / "before_after.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def markdown_tables(text: str) -> list[list[list[str]]]:

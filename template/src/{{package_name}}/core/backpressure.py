@@ -8,12 +8,13 @@ from the pool, the query, the response) waits a whole turn for each of them, whi
 request for the same data waits for that one. At most ``MAX_ACTIVE_REQUESTS`` at once
 keeps turns short: a request waits once, in the queue, then runs its steps in short turns,
 so the slow tail of multi-step requests shrinks while the average stays what the CPU
-allows.
-(``asyncio.Semaphore`` hands out its places in the order they were asked for.)
+allows. (``asyncio.Semaphore`` hands out its places in the order they were asked for.)
 
-The price: a request holds its place while it waits on anything, so a service whose
-requests wait long on something outside (another HTTP API) needs a larger
-``MAX_ACTIVE_REQUESTS``, or 0 for no queue.
+A request gives its place back as soon as its response starts, so a long streamed body
+(an export read by a slow client) does not keep others waiting. The price: until then it
+holds its place while it waits on anything, so a service whose requests wait long on
+something outside (another HTTP API) needs a larger ``MAX_ACTIVE_REQUESTS``, or 0 for no
+queue.
 
 Past ``MAX_CONCURRENT_REQUESTS`` requests in the worker (working or waiting), new ones get
 a 503 problem with ``Retry-After`` in microseconds: the queue, and with it the latency of
@@ -30,7 +31,7 @@ and behaves the same under every server `core/serving.py` can run.
 import asyncio
 from collections.abc import Iterable
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import problem_response
 
@@ -75,7 +76,29 @@ class ConcurrencyLimitMiddleware:
             if self.turns is None:
                 await self.app(scope, receive, send)
             else:
-                async with self.turns:
-                    await self.app(scope, receive, send)
+                await self._take_turn(scope, receive, send, self.turns)
         finally:
             self.in_flight -= 1
+
+    async def _take_turn(
+        self, scope: Scope, receive: Receive, send: Send, turns: asyncio.Semaphore
+    ) -> None:
+        """Run the request once a place is free; give it back when the response starts."""
+        await turns.acquire()
+        holding = True
+
+        def give_back() -> None:
+            nonlocal holding
+            if holding:
+                holding = False
+                turns.release()
+
+        async def send_and_give_back(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                give_back()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_give_back)
+        finally:
+            give_back()
