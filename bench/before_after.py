@@ -125,6 +125,14 @@ def medians(results: dict[str, list[dict]], levels: list[int]) -> dict[str, list
     }
 
 
+def median_ceiling(results: dict[str, list[dict]]) -> dict[str, float] | None:
+    """The median of every sweep's raw ASGI ceiling, with its connection count."""
+    ceilings = [run["ceiling"] for runs in results.values() for run in runs]
+    if not ceilings:
+        return None
+    return {"connections": ceilings[0]["connections"]} | median_level(ceilings)
+
+
 def table(results: dict[str, list[dict]], levels: list[int]) -> str:
     rows = [
         "| connections | variant | avg ms | p50 ms | p95 ms | p99 ms | errors | req/s | x naive |",
@@ -144,12 +152,11 @@ def table(results: dict[str, list[dict]], levels: list[int]) -> str:
                 f"| {m['p95_ms']:.1f} | {m['p99_ms']:.1f} | {m['error_rate']:.2%} "
                 f"| {m['rps']:,.0f} | {versus} |"
             )
-    ceilings = [run["ceiling"] for runs in results.values() for run in runs]
-    if not ceilings:
+    ceiling = median_ceiling(results)
+    if ceiling is None:
         return "\n".join(rows)
-    ceiling = median_level(ceilings)
     rows.append(
-        f"| {ceilings[0]['connections']:,} | raw ASGI app, same bytes | {ceiling['avg_ms']:.1f} "
+        f"| {ceiling['connections']:,} | raw ASGI app, same bytes | {ceiling['avg_ms']:.1f} "
         f"| {ceiling['p50_ms']:.1f} | {ceiling['p95_ms']:.1f} | {ceiling['p99_ms']:.1f} "
         f"| {ceiling['error_rate']:.2%} | {ceiling['rps']:,.0f} | - |"
     )
@@ -282,9 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(report)
     if args.out:
-        ceilings = [run["ceiling"] for runs in results.values() for run in runs]
-        ceiling = median_level(ceilings) if ceilings else None
-        write_out(args.out, report.strip(), medians(results, levels), ceiling)
+        write_out(args.out, report.strip(), medians(results, levels), median_ceiling(results))
 
 
 if __name__ == "__main__":
