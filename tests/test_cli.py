@@ -47,6 +47,17 @@ def test_version() -> None:
     assert result.stdout.strip() == f"fastapi-easy {__version__}"
 
 
+def test_help_names_every_feature_and_each_switch_once() -> None:
+    help_text = " ".join(cli("new", "--help").stdout.split())  # unwrapped
+    features = yaml.safe_load((REPO_ROOT / "copier.yml").read_text())["features"]["choices"]
+    for feature in features.values() if isinstance(features, dict) else features:
+        assert feature in help_text
+    for switch in ("--no-features", "--defaults", "--no-input", "--force"):
+        assert switch in help_text
+    assert "--no-no-" not in help_text
+    assert "--no-defaults" not in help_text
+
+
 def test_new_with_defaults_names_the_project_after_the_folder(tmp_path: Path) -> None:
     result = cli("new", "order-api", "--defaults", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -114,9 +114,17 @@ def new(
     database: Annotated[str | None, typer.Option(help="sqlite (default) or postgresql.")] = None,
     cache: Annotated[str | None, typer.Option(help="memory (default) or redis.")] = None,
     feature: Annotated[
-        list[str] | None, typer.Option("--feature", "-f", help="Enable a feature (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--feature",
+            "-f",
+            metavar="<feature>",
+            help=f"Enable a feature (repeatable): {', '.join(choices('features'))}.",
+        ),
     ] = None,
-    no_features: Annotated[bool, typer.Option(help="Enable no optional feature.")] = False,
+    no_features: Annotated[
+        bool, typer.Option("--no-features", help="Enable no optional feature.")
+    ] = False,
     examples: Annotated[
         bool | None,
         typer.Option(
@@ -125,12 +133,14 @@ def new(
         ),
     ] = None,
     defaults: Annotated[
-        bool, typer.Option(help="Use the default for every question not given by a flag.")
+        bool,
+        typer.Option("--defaults", help="Use the default for every question not given by a flag."),
     ] = False,
     no_input: Annotated[
-        bool, typer.Option(help="Never prompt (implied when stdin is not a terminal).")
+        bool,
+        typer.Option("--no-input", help="Never prompt (implied when stdin is not a terminal)."),
     ] = False,
-    force: Annotated[bool, typer.Option(help="Render into a non-empty folder.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Render into a non-empty folder.")] = False,
     template: Annotated[
         str | None,
         typer.Option(
@@ -203,9 +213,12 @@ def update(
         str | None, typer.Option(help="Template version (git tag or ref) [default: the newest].")
     ] = None,
     defaults: Annotated[
-        bool, typer.Option(help="Keep every previous answer; ask only new questions' defaults.")
+        bool,
+        typer.Option(
+            "--defaults", help="Keep every previous answer; ask only new questions' defaults."
+        ),
     ] = False,
-    no_input: Annotated[bool, typer.Option(help="Never prompt.")] = False,
+    no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt.")] = False,
 ) -> None:
     """Update a generated project to a newer template version, keeping your edits."""
     dest = path.expanduser().absolute()
@@ -257,7 +270,7 @@ def add_resource_command(
     project: Annotated[
         Path, typer.Option(help="The generated project [default: the current folder].")
     ] = Path("."),
-    no_input: Annotated[bool, typer.Option(help="Never prompt for fields.")] = False,
+    no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt for fields.")] = False,
 ) -> None:
     """Scaffold a resource: model, schemas, service, router, migration and tests."""
     specs = list(fields or [])
