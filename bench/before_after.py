@@ -18,6 +18,12 @@ A second table is the cached read alone: plain wrk on ``GET /api/posts/1`` of ea
 at 64 connections, alternating, with each variant's requests/s over the naive app's and
 over the raw ASGI app's (the same load test's raw app, sending that post's bytes).
 
+A third table is each project's memory: its worker's resident memory idle (before its
+first sweep) and at its peak (``VmHWM``, over every sweep). Then the uncached list page of
+each project against the same query written by hand with SQLAlchemy Core: the project's own
+``bench/list_posts.py`` on its database, caches off. Last, each target of the issue this
+script answers (#15) with the figure measured here and whether this run met it.
+
 With ``--out``, the tables go to ``before_after.md`` there as well, the medians to
 ``before_after.json``, and a plot of p99 and requests/s against connections per variant to
 ``before_after.png`` (matplotlib, in this repository's dev group).
@@ -39,7 +45,7 @@ from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
 from bench.endpoints import REPORT, pinned, services, wrk
-from tests.e2e import Server, serve
+from tests.e2e import Server, serve, worker_processes
 from tests.project import Project, render, snapshot_repo
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -87,8 +93,11 @@ CACHED_READ_CONNECTIONS = 64
 RAW = "raw ASGI app, same bytes"
 
 
-def cached_reads(urls: dict[str, str], seconds: int, runs: int, folder: Path) -> str:
-    """The cached-read table: median requests/s and p99 of plain wrk on `CACHED_READ`."""
+def cached_reads(
+    urls: dict[str, str], seconds: int, runs: int, folder: Path
+) -> tuple[str, dict[str, float]]:
+    """The cached-read table, and the median requests/s per variant, of plain wrk on
+    `CACHED_READ`."""
     script = folder / "report.lua"
     script.write_text(REPORT)
     measured: dict[str, list[dict[str, float]]] = {name: [] for name in urls}
@@ -106,7 +115,82 @@ def cached_reads(urls: dict[str, str], seconds: int, runs: int, folder: Path) ->
         naive = f"{rps[name] / rps['naive']:.1f}" if rps.get("naive") else "-"
         raw = f"{rps[name] / rps[RAW]:.2f}" if rps.get(RAW) else "-"
         rows.append(f"| {name} | {rps[name]:,.0f} | {p99:.1f} | {errors} | {naive} | {raw} |")
+    return "\n".join(rows), rps
+
+
+def memory(results: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
+    """Per variant, its worker's resident memory before its first sweep and at its peak."""
+    found = {}
+    for name, runs in results.items():
+        measured = [run["server_memory_mb"] for run in runs if run.get("server_memory_mb")]
+        if measured and measured[0]["idle"] and all(m["peak"] for m in measured):
+            found[name] = {"idle": measured[0]["idle"], "peak": max(m["peak"] for m in measured)}
+    return found
+
+
+def memory_table(found: dict[str, dict[str, float]]) -> str:
+    rows = ["| variant | idle MB | peak MB |", "|---|---:|---:|"]
+    rows += [f"| {name} | {m['idle']:.0f} | {m['peak']:.0f} |" for name, m in found.items()]
     return "\n".join(rows)
+
+
+def list_page(project: Project, env: dict[str, str], seconds: int, runs: int, out: Path) -> str:
+    """The project's own ``bench/list_posts.py``: its heading and table (and ``out``, JSON)."""
+    printed = project.uv(
+        "python", "bench/list_posts.py", "--duration", str(seconds), "--runs", str(runs),
+        "--json", str(out), env=env,
+    ).stdout  # fmt: skip
+    return printed[printed.index("GET ") :].strip()
+
+
+# The list page row each target reads: the generated endpoint with its middleware, against
+# the hand-written Core endpoint behind the same middleware.
+AS_SHIPPED = "generated app, as shipped (middleware chain)"
+
+
+def targets(
+    per_variant: dict[str, list[dict]],
+    reads: dict[str, float],
+    found_memory: dict[str, dict[str, float]],
+    list_pages: dict[str, dict],
+) -> str:
+    """Each target of #15 that this run measured: the figure, and met or not met."""
+    lines = []
+
+    def verdict(what: str, met: bool) -> None:
+        lines.append(f"- {what}: {'met' if met else '**not met**'}")
+
+    for name in (n for n in ("default", "postgresql-redis") if n in reads):
+        naive, raw = reads.get("naive"), reads.get(RAW)
+        if naive and raw:
+            verdict(
+                f"cached `GET {CACHED_READ}`, {name}: {reads[name] / naive:.1f}x the naive app "
+                f"(target 10x), {reads[name] / raw:.2f}x the raw ASGI app (target 0.5x)",
+                reads[name] >= 10 * naive and reads[name] >= 0.5 * raw,
+            )
+    for name, page in list_pages.items():
+        versus = page["rows"][AS_SHIPPED]["vs_core"]
+        verdict(
+            f"uncached list page, {name} ({page['database']}): {versus:+.1%} against "
+            "hand-written Core behind the same middleware (target: at least Core speed)",
+            versus >= 0,
+        )
+    for name in (n for n in ("default", "postgresql-redis") if n in per_variant):
+        for level in per_variant[name]:
+            if level["connections"] == 1000:
+                verdict(
+                    f"1,000 connections, {name}: p99 {level['p99_ms']:.0f} ms (target under "
+                    f"250), errors {level['error_rate']:.2%} (target none)",
+                    level["p99_ms"] < 250 and level["error_rate"] == 0,
+                )
+    for name in (n for n in ("default", "postgresql-redis") if n in found_memory):
+        m = found_memory[name]
+        verdict(
+            f"memory, {name}: {m['idle']:.0f} MB idle (target under 120), {m['peak']:.0f} MB "
+            "at the peak (target under 150)",
+            m["idle"] < 120 and m["peak"] < 150,
+        )
+    return "\n".join(lines)
 
 
 def median_level(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -193,12 +277,13 @@ def plot(per_variant: dict[str, list[dict]], ceiling: float | None, path: Path) 
     return f"plot: {path}"
 
 
-def write_out(folder: Path, report: str, per_variant: dict, ceiling: dict | None) -> None:
+def write_out(folder: Path, report: str, data: dict) -> None:
+    """The report as Markdown, ``data`` (the medians) as JSON, and the plot."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "before_after.md").write_text(report + "\n", encoding="utf-8")
-    data = {"levels": per_variant, "ceiling": ceiling}
     (folder / "before_after.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
-    print(plot(per_variant, ceiling["rps"] if ceiling else None, folder / "before_after.png"))
+    ceiling = data["ceiling"]["rps"] if data["ceiling"] else None
+    print(plot(data["levels"], ceiling, folder / "before_after.png"))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -242,14 +327,15 @@ def main(argv: list[str] | None = None) -> None:
             project.uv("bench-seed", *seed, env=env)
             projects[name] = project, env
         default, default_env = projects["default"]
-        urls = {}
+        urls, pids = {}, {}
         for name in args.variants:
             if name == "naive":
                 server = serve_naive(default, root / "bench.db")
             else:
                 project, env = projects[name]
                 server = serve(project, pinned(0, [str(project.path / ".venv/bin/bench")]), env)
-            urls[name] = stack.enter_context(server).base_url
+            running = stack.enter_context(server)
+            urls[name], pids[name] = running.base_url, worker_processes(running)[0]
 
         results: dict[str, list[dict]] = {name: [] for name in urls}
         limit = args.warmup + (len(levels) + 1) * (args.duration + 2 * SETTLE_S) + 300
@@ -260,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
                     sweep = default.uv(
                         "python", "bench/loadtest.py", "--url", url, "--writes", args.writes,
                         "--connections", args.connections, "--duration", str(args.duration),
-                        "--warmup", str(args.warmup), "--out", str(out),
+                        "--warmup", str(args.warmup), "--out", str(out), "--pid", str(pids[name]),
                         env=default_env, check=False, timeout=limit,
                     )  # fmt: skip
                     failure = f"exit {sweep.returncode}" if sweep.returncode else None
@@ -278,18 +364,36 @@ def main(argv: list[str] | None = None) -> None:
                 body = response.read()
             raw = stack.enter_context(serve_raw(default, body, root / "raw"))
             urls[RAW] = raw.base_url
-        reads = cached_reads(urls, args.duration, args.runs, root)
+        reads, read_rps = cached_reads(urls, args.duration, args.runs, root)
+        list_pages, page_tables = {}, []
+        for name, (project, env) in projects.items():
+            if name in args.variants:
+                out = root / f"list_posts-{name}.json"
+                page_tables.append(list_page(project, env, args.duration, args.runs, out))
+                list_pages[name] = json.loads(out.read_text())
+    per_variant, found_memory = medians(results, levels), memory(results)
     report = (
         f"\none worker each (core 0; the projects' own command, granian; the naive app, "
         f"uvicorn), Python {args.python}, wrk on core 1, {args.writes} writes, median of "
         f"{args.runs} alternating sweeps of {args.duration}s per level\n\n"
         f"{table(results, levels)}\n\n"
         f"Cached `GET {CACHED_READ}` alone, plain wrk at {CACHED_READ_CONNECTIONS} "
-        f"connections, median of {args.runs} alternating runs of {args.duration}s:\n\n{reads}"
+        f"connections, median of {args.runs} alternating runs of {args.duration}s:\n\n{reads}\n\n"
+        f"Each worker's resident memory, idle before its first sweep and at its peak over "
+        f"every sweep:\n\n{memory_table(found_memory)}\n\n"
+        + "".join(f"{page}\n\n" for page in page_tables)
+        + f"Targets:\n\n{targets(per_variant, read_rps, found_memory, list_pages)}"
     )
     print(report)
     if args.out:
-        write_out(args.out, report.strip(), medians(results, levels), median_ceiling(results))
+        data = {
+            "levels": per_variant,
+            "ceiling": median_ceiling(results),
+            "cached_read_rps": read_rps,
+            "memory_mb": found_memory,
+            "list_page": list_pages,
+        }
+        write_out(args.out, report.strip(), data)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from .project import Project, clean_env, tool
 from .servers import free_port
@@ -52,6 +54,46 @@ class Server:
                 return Response(response.status, response.read(), dict(response.headers))
         except urllib.error.HTTPError as error:
             return Response(error.code, error.read(), dict(error.headers))
+
+
+def port_of(server: Server) -> int:
+    return int(urllib.parse.urlsplit(server.base_url).port or 0)
+
+
+def worker_processes(server: Server) -> list[int]:
+    """The processes under ``server`` that hold a socket listening on its port and have no
+    child that holds one too: the workers (a supervisor holds one as well, above them; a
+    server may give each worker a socket of its own)."""
+    port = port_of(server)
+    listening = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # LISTEN
+            listening.add(f"socket:[{fields[9]}]")
+    assert listening, f"nothing listens on {port}"
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            if pid == server.process.pid:
+                return True
+            pid = parents.get(pid, 0)
+        return False
+
+    holders = set()
+    for pid in filter(descends, parents):
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        if listening.intersection(links):
+            holders.add(pid)
+    return sorted(pid for pid in holders if not any(parents.get(h) == pid for h in holders))
 
 
 @contextmanager

@@ -34,7 +34,7 @@ def test_before_after_sweeps_every_variant_and_the_naive_app(tmp_path: Path) -> 
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows, reads = markdown_tables(result.stdout)
+    rows, reads, memory, *list_pages = markdown_tables(result.stdout)
     assert [cell.strip() for cell in rows[0]] == [
         "connections", "variant", "avg ms", "p50 ms", "p95 ms", "p99 ms", "errors", "req/s",
         "x naive",
@@ -68,11 +68,37 @@ def test_before_after_sweeps_every_variant_and_the_naive_app(tmp_path: Path) -> 
     assert float(by_variant["default"][-2]) > 1, "a cached read beats the naive one"
     assert by_variant["raw ASGI app, same bytes"][-1] == "1.00"
     assert float(by_variant["default"][-1]) > 0
+    # Each worker's memory, read by the load test (--pid) from /proc.
+    assert [cell.strip() for cell in memory[0]] == ["variant", "idle MB", "peak MB"]
+    for name, idle, peak in ([c.strip() for c in row] for row in memory[1:]):
+        assert 20 < float(idle) <= float(peak) < 1000, name
+    assert [row[0].strip() for row in memory[1:]] == ["default", "postgresql-redis", "naive"]
+    # The uncached list page against hand-written Core, on each project's database.
+    assert len(list_pages) == 2
+    for page in list_pages:
+        shipped = next(r for r in page if r[0].strip().startswith("generated app, as shipped"))
+        assert float(shipped[1].replace(",", "")) > 0
+        assert shipped[3].strip() == "0"
+    # Each target this run measured, with its figure (no 1,000-connection level here).
+    targets = result.stdout[result.stdout.index("Targets:") :]
+    assert targets.count("cached `GET /api/posts/1`") == 2
+    assert "uncached list page, default (sqlite+aiosqlite)" in targets
+    assert "uncached list page, postgresql-redis (postgresql+asyncpg)" in targets
+    assert targets.count("memory, ") == 2
+    assert "1,000 connections" not in targets
     # --out: the same tables, the medians as JSON and the plot.
     out = tmp_path / "out"
-    assert markdown_tables((out / "before_after.md").read_text()) == [rows, reads]
+    assert markdown_tables((out / "before_after.md").read_text()) == [
+        rows,
+        reads,
+        memory,
+        *list_pages,
+    ]
     data = json.loads((out / "before_after.json").read_text())
     assert list(data["levels"]) == ["default", "postgresql-redis", "naive"]
+    assert list(data["memory_mb"]) == ["default", "postgresql-redis", "naive"]
+    assert list(data["list_page"]) == ["default", "postgresql-redis"]
+    assert data["cached_read_rps"]["default"] > 0
     assert [level["connections"] for level in data["levels"]["default"]] == [4, 64]
     assert data["ceiling"]["rps"] > 0
     assert (out / "before_after.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

@@ -476,6 +476,8 @@ def test_load_test_tool_loads_a_server_it_is_given(demo: Project, tmp_path: Path
         (["--writes", "lots"], "not a share of writes"),
         (["--writes", "comment=0.6,title=0.6"], "shares must add up to at most 1"),
         (["--url", "http://127.0.0.1:8000/api/posts"], "--url takes a base URL"),
+        (["--pid", "1"], "--pid takes the process id of the --url server's worker"),
+        (["--url", "http://127.0.0.1:8000", "--pid", "999999999"], "--pid takes the process id"),
     ],
 )
 def test_load_test_tool_rejects_bad_arguments(demo: Project, args: list[str], message: str) -> None:

@@ -7,19 +7,17 @@ application, from its headers until the rest of its body is sent.
 
 import http.client
 import json
-import os
 import secrets
 import signal
 import socket
 import threading
 import time
-import urllib.parse
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from .e2e import Server, serve, uv_run, wait_for
+from .e2e import Server, port_of, serve, uv_run, wait_for, worker_processes
 from .project import Project, features_for, find_python, render, tool
 from .servers import PostgresServer, RedisServer, pgbouncer_server
 from .test_e2e import sign_up
@@ -51,10 +49,6 @@ class SlowUpload:
             return response.status, response.read()
         finally:
             self.socket.close()
-
-
-def port_of(server: Server) -> int:
-    return int(urllib.parse.urlsplit(server.base_url).port or 0)
 
 
 def user(n: int) -> dict[str, str]:
@@ -191,42 +185,6 @@ def test_requests_past_the_concurrency_limit_get_503_problems_with_retry_after(
             assert server.get(path).status == 200, path
         assert [upload.finish()[0] for upload in uploads] == [201, 201]
         assert server.get("/api/posts").status == 200
-
-
-def worker_processes(server: Server) -> list[int]:
-    """The processes under ``server`` that hold a socket listening on its port and have no
-    child that holds one too: the workers (a supervisor holds one as well, above them; a
-    server may give each worker a socket of its own)."""
-    port = port_of(server)
-    listening = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # LISTEN
-            listening.add(f"socket:[{fields[9]}]")
-    assert listening, f"nothing listens on {port}"
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError):
-            continue
-
-    def descends(pid: int) -> bool:
-        while pid > 1:
-            if pid == server.process.pid:
-                return True
-            pid = parents.get(pid, 0)
-        return False
-
-    holders = set()
-    for pid in filter(descends, parents):
-        try:
-            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
-        except OSError:
-            continue
-        if listening.intersection(links):
-            holders.add(pid)
-    return sorted(pid for pid in holders if not any(parents.get(h) == pid for h in holders))
 
 
 @pytest.mark.parametrize(
