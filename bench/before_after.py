@@ -5,14 +5,16 @@
     uv run python -m bench.before_after --out results            # also .md, .json and .png
 
 Generates (a) the default project and (b) a ``postgresql`` + ``redis`` one from the working
-tree, installs and seeds them, and serves each with its own command (one worker of its
-default server, granian) pinned to core 0, next to ``bench/naive_app.py`` (the same API
-written the naive way, served by uvicorn, on the default project's seeded SQLite
-database). Each run plays the generated project's own load test (``bench/loadtest.py
---url``, wrk pinned to core 1) against every variant in turn, so drift hits them alike; the
-table is the median of ``--runs`` per level and variant, with each row's requests/s over
-the naive app's. The raw ASGI row is the load test's own ceiling: the same mix against an
-app sending one post's bytes, the machine's limit.
+tree, installs them with compiled bytecode (as their Dockerfile does: a worker that
+compiles its imports at start, where it may not write ``.pyc`` files, holds more memory),
+seeds them, and serves each with its own command (one worker of its default server,
+granian) pinned to core 0, next to ``bench/naive_app.py`` (the same API written the naive
+way, served by uvicorn, on the default project's seeded SQLite database). Each run plays
+the generated project's own load test (``bench/loadtest.py --url``, wrk pinned to core 1)
+against every variant in turn, so drift hits them alike; the table is the median of
+``--runs`` per level and variant, with each row's requests/s over the naive app's. The raw
+ASGI row is the load test's own ceiling: the same mix against an app sending one post's
+bytes, the machine's limit.
 
 A second table is the cached read alone: plain wrk on ``GET /api/posts/1`` of each variant
 at 64 connections, alternating, with each variant's requests/s over the naive app's and
@@ -323,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
                 answers |= {"database": "postgresql", "cache": "redis"}
                 env |= stack.enter_context(services("postgresql", "redis"))
             project = Project(render(template, root / name, answers))
-            project.sync(args.python)
+            project.sync(args.python, "--compile-bytecode")  # as the Dockerfile installs it
             project.uv("bench-seed", *seed, env=env)
             projects[name] = project, env
         default, default_env = projects["default"]

@@ -133,8 +133,8 @@ class Project:
             )
         return result
 
-    def sync(self, python_version: str) -> None:
-        self.run(tool("uv"), "sync", "--python", find_python(python_version))
+    def sync(self, python_version: str, *options: str) -> None:
+        self.run(tool("uv"), "sync", "--python", find_python(python_version), *options)
 
     def uv(
         self,
