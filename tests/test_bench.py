@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.before_after import FIGURES, SERVER_ENV, serve_naive, table
+from bench.before_after import AS_SHIPPED, FIGURES, RAW, SERVER_ENV, serve_naive, table, targets
 
 from .e2e import Server, serve
 from .project import REPO_ROOT, Project, render
@@ -85,7 +85,7 @@ def test_before_after_sweeps_every_variant_and_the_naive_app(tmp_path: Path) -> 
     assert "uncached list page, default (sqlite+aiosqlite)" in targets
     assert "uncached list page, postgresql-redis (postgresql+asyncpg)" in targets
     assert targets.count("memory, ") == 2
-    assert "1,000 connections" not in targets
+    assert targets.count("not measured (not one of the levels)") == 2
     # --out: the same tables, the medians as JSON and the plot.
     out = tmp_path / "out"
     assert markdown_tables((out / "before_after.md").read_text()) == [
@@ -191,3 +191,34 @@ def test_before_after_rejects_bad_arguments(args: list[str], message: str) -> No
     )
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_before_after_targets_say_met_or_not_met_with_each_figure() -> None:
+    level = dict.fromkeys(FIGURES, 0.0) | {"connections": 1000}
+    per_variant = {
+        "default": [level | {"p99_ms": 180.0}],
+        "postgresql-redis": [level | {"p99_ms": 260.0}],
+    }
+    reads = {"default": 20_000.0, "postgresql-redis": 1_500.0, "naive": 200.0, RAW: 30_000.0}
+    memory = {
+        "default": {"idle": 80.0, "peak": 140.0},
+        "postgresql-redis": {"idle": 90, "peak": 160},
+    }
+    page = {"database": "sqlite+aiosqlite", "rows": {AS_SHIPPED: {"vs_core": -0.02}}}
+    lines = targets(per_variant, reads, memory, {"default": page}).splitlines()
+    assert lines == [
+        "- cached `GET /api/posts/1`, default: 100.0x the naive app (target 10x), 0.67x the raw "
+        "ASGI app (target 0.5x): met",
+        "- cached `GET /api/posts/1`, postgresql-redis: 7.5x the naive app (target 10x), 0.05x "
+        "the raw ASGI app (target 0.5x): **not met**",
+        "- uncached list page, default (sqlite+aiosqlite): -2.0% against hand-written Core behind "
+        "the same middleware (target: at least Core speed): **not met**",
+        "- 1,000 connections, default: p99 180 ms (target under 250), errors 0.00% (target none): "
+        "met",
+        "- 1,000 connections, postgresql-redis: p99 260 ms (target under 250), errors 0.00% "
+        "(target none): **not met**",
+        "- memory, default: 80 MB idle (target under 120), 140 MB at the peak (target under 150): "
+        "met",
+        "- memory, postgresql-redis: 90 MB idle (target under 120), 160 MB at the peak (target "
+        "under 150): **not met**",
+    ]
