@@ -51,7 +51,8 @@ from tests.e2e import Server, serve, worker_processes
 from tests.project import Project, render, snapshot_repo
 
 BENCH_DIR = Path(__file__).resolve().parent
-VARIANTS = ("default", "postgresql-redis", "naive")
+PROJECTS = ("default", "postgresql-redis")  # generated; the naive app is the third variant
+VARIANTS = (*PROJECTS, "naive")
 FIGURES = ("avg_ms", "p50_ms", "p95_ms", "p99_ms", "error_rate", "rps")
 SERVER_ENV = {"LOG_LEVEL": "warning", "RATE_LIMITS": "{}", "WORKERS": "1"}
 # copier.yml's default python_version: the default project's. On 3.11 a cache miss waits a
@@ -162,7 +163,7 @@ def targets(
     def verdict(what: str, met: bool) -> None:
         lines.append(f"- {what}: {'met' if met else '**not met**'}")
 
-    for name in (n for n in ("default", "postgresql-redis") if n in reads):
+    for name in (n for n in PROJECTS if n in reads):
         naive, raw = reads.get("naive"), reads.get(RAW)
         if naive and raw:
             verdict(
@@ -177,7 +178,7 @@ def targets(
             "hand-written Core behind the same middleware (target: at least Core speed)",
             versus >= 0,
         )
-    for name in (n for n in ("default", "postgresql-redis") if n in per_variant):
+    for name in (n for n in PROJECTS if n in per_variant):
         level = next((lv for lv in per_variant[name] if lv["connections"] == 1000), None)
         if level is None:
             lines.append(f"- 1,000 connections, {name}: not measured (not one of the levels)")
@@ -187,7 +188,7 @@ def targets(
             f"errors {level['error_rate']:.2%} (target none)",
             level["p99_ms"] < 250 and level["error_rate"] == 0,
         )
-    for name in (n for n in ("default", "postgresql-redis") if n in found_memory):
+    for name in (n for n in PROJECTS if n in found_memory):
         m = found_memory[name]
         verdict(
             f"memory, {name}: {m['idle']:.0f} MB idle (target under 120), {m['peak']:.0f} MB "
@@ -318,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
         seed = ["--users", str(args.users), "--posts", str(args.posts)]
         seed += ["--comments", str(args.posts * 3)]
         projects: dict[str, tuple[Project, dict[str, str]]] = {}
-        for name in ("default", "postgresql-redis"):
+        for name in PROJECTS:
             if name not in args.variants and name != "default":  # the naive app uses default's
                 continue
             answers = {"project_name": "Bench", "python_version": args.python}

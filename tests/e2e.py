@@ -60,6 +60,17 @@ def port_of(server: Server) -> int:
     return int(urllib.parse.urlsplit(server.base_url).port or 0)
 
 
+def parent_pids() -> dict[int, int]:
+    """Every process's parent, read from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return parents
+
+
 def worker_processes(server: Server) -> list[int]:
     """The processes under ``server`` that hold a socket listening on its port and have no
     child that holds one too: the workers (a supervisor holds one as well, above them; a
@@ -71,12 +82,7 @@ def worker_processes(server: Server) -> list[int]:
         if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # LISTEN
             listening.add(f"socket:[{fields[9]}]")
     assert listening, f"nothing listens on {port}"
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError):
-            continue
+    parents = parent_pids()
 
     def descends(pid: int) -> bool:
         while pid > 1:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from .e2e import Server
+from .e2e import Server, parent_pids
 from .project import Project, find_python, render, tool
 from .servers import PostgresServer, RedisServer, free_port
 from .test_e2e import exercise_api
@@ -126,10 +126,8 @@ def image_config(image: str, field: str) -> str:
 def descendants(pid: int) -> list[int]:
     """Every process below `pid`, read from /proc."""
     children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    for child, parent in parent_pids().items():
+        children.setdefault(parent, []).append(child)
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
